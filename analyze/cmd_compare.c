@@ -1,0 +1,13 @@
+/* cmd_compare.c - placeholder until the command lands. */
+#include <stdio.h>
+
+#include "cli.h"
+#include "mergescope/banned.h"
+
+int cmd_compare(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "mergescope: 'compare' is not implemented yet\n");
+    return MS_EXIT_FAIL;
+}

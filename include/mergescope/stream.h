@@ -1,0 +1,77 @@
+/*
+ * stream.h - the streaming core every analysis runs on.
+ *
+ * A job is a list of n_tensors "slots"; slot s names one tensor in each of
+ * K models (tensors[s * k + i] is model i's tensor, all with the same
+ * n_rows x n_cols). Worker threads take row chunks of slots in order, decode
+ * the K aligned chunks to float32 into per-worker buffers, and call fn with
+ * them. After every chunk of a slot has been handed to fn and returned,
+ * tensor_done (if set) runs once for that slot. The mapped pages behind a
+ * chunk are released after fn returns, so resident memory stays near
+ * threads x K x chunk_elems x 4 bytes, whatever the model size.
+ *
+ * fn runs concurrently on different workers (worker index 0..threads-1 is
+ * in the chunk): accumulate into per-worker storage or per-slot storage
+ * guarded by the caller. A non-zero status from fn or tensor_done stops the
+ * job; the first error is returned.
+ */
+#ifndef MERGESCOPE_STREAM_H
+#define MERGESCOPE_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mergescope/error.h"
+#include "mergescope/model.h"
+
+typedef struct ms_stream_chunk {
+    size_t slot;           /* index of the slot in the job */
+    int worker;            /* 0 .. threads-1 */
+    int64_t row0, nrows;   /* rows of this chunk, in HF order */
+    int64_t n_cols;
+    size_t k;              /* number of models */
+    const float *const *x; /* k pointers, each nrows * n_cols floats */
+} ms_stream_chunk;
+
+typedef ms_status (*ms_stream_fn)(void *ctx, const ms_stream_chunk *c, ms_error *err);
+typedef ms_status (*ms_stream_done_fn)(void *ctx, size_t slot, ms_error *err);
+typedef void (*ms_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+typedef struct ms_stream_opts {
+    int threads;           /* <= 0: all cores */
+    size_t chunk_elems;    /* target elements per model per chunk; 0: 1 Mi.
+                              A chunk always holds whole rows (at least 1). */
+    ms_progress_fn progress; /* called from workers with bytes done/total */
+    void *progress_ctx;
+} ms_stream_opts;
+
+typedef struct ms_stream_job {
+    const ms_model *const *models; /* k models */
+    size_t k;
+    const ms_tensor *const *tensors; /* n_slots * k */
+    size_t n_slots;
+} ms_stream_job;
+
+ms_status ms_stream_run(const ms_stream_job *job, const ms_stream_opts *opts,
+                        ms_stream_fn fn, ms_stream_done_fn tensor_done,
+                        void *ctx, ms_error *err);
+
+/*
+ * Build the slots shared by k models: every tensor of models[0] whose
+ * canonical name exists in all others with the same shape, in models[0]'s
+ * order. Tensors missing somewhere, or present with another shape, are
+ * listed in *skipped (caller frees the array, not the strings: they belong
+ * to the models). *tensors is caller-freed.
+ */
+typedef struct ms_stream_skip {
+    const char *name;      /* canonical name */
+    size_t model;          /* the first model where it is missing or differs */
+    int reason;            /* 0 missing, 1 shape differs, 2 cannot decode */
+} ms_stream_skip;
+
+ms_status ms_stream_match(const ms_model *const *models, size_t k,
+                          const ms_tensor ***tensors, size_t *n_slots,
+                          ms_stream_skip **skipped, size_t *n_skipped,
+                          ms_error *err);
+
+#endif
