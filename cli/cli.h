@@ -123,6 +123,5 @@ int cmd_attribute(int argc, char **argv);
 int cmd_provenance(int argc, char **argv);
 int cmd_quant(int argc, char **argv);
 int cmd_report(int argc, char **argv);
-int cmd_merge_results(int argc, char **argv);
 
 #endif

@@ -24,7 +24,6 @@ static const struct cmd_struct commands[] = {
     {"provenance", cmd_provenance, "which donor layer each merged layer came from"},
     {"quant", cmd_quant, "per-tensor quantization error of a GGUF against its source"},
     {"report", cmd_report, "Markdown/HTML report, plots and model card from JSON results"},
-    {"merge-results", cmd_merge_results, "combine the JSON of --shard runs into one result"},
 };
 
 static void usage(FILE *fp)

@@ -19,6 +19,9 @@ typedef enum ms_kind {
     MS_KIND_ATTN_Q, MS_KIND_ATTN_K, MS_KIND_ATTN_V, MS_KIND_ATTN_O,
     MS_KIND_FFN_GATE, MS_KIND_FFN_UP, MS_KIND_FFN_DOWN,
     MS_KIND_OTHER,
+    /* fused projections (phi3): qkv_proj / GGUF attn_qkv, and gate_up_proj /
+     * GGUF ffn_up holding gate and up stacked */
+    MS_KIND_ATTN_QKV, MS_KIND_FFN_GATE_UP,
     MS_KIND_COUNT
 } ms_kind;
 
@@ -29,7 +32,7 @@ typedef enum ms_filter {
     MS_FILTER_COUNT
 } ms_filter;
 
-const char *ms_kind_name(ms_kind k);      /* "embed", "attn_q", ... */
+const char *ms_kind_name(ms_kind k);      /* "embed", "attn_q", "attn_qkv", ... */
 const char *ms_filter_name(ms_filter f);  /* "self_attn", "mlp", "other" */
 
 /*

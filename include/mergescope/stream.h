@@ -13,7 +13,21 @@
  * fn runs concurrently on different workers (worker index 0..threads-1 is
  * in the chunk): accumulate into per-worker storage or per-slot storage
  * guarded by the caller. A non-zero status from fn or tensor_done stops the
- * job; the first error is returned.
+ * job promptly (no new chunk starts); the first error is returned.
+ *
+ * Chunk boundaries are deterministic: slot s with n_rows x n_cols is cut
+ * into chunks of R = ms_stream_rows_per_chunk(opts, n_rows, n_cols) rows
+ * (the last one shorter), chunk j holding rows [j*R, min((j+1)*R, n_rows)).
+ * They depend on chunk_elems and the shape only, never on the thread count
+ * or timing, so a caller wanting bit-identical results whatever --threads
+ * is can store one partial per (slot, chunk index row0 / R) and reduce the
+ * partials in chunk order in tensor_done. Which worker gets a chunk, and
+ * the order in which chunks of different slots finish, are not fixed.
+ *
+ * tensor_done runs on the worker that returned the slot's last chunk,
+ * concurrently with fn on other slots. A slot with no elements gets no fn
+ * call, only tensor_done. The progress callback is serialised (never two
+ * at once) and `done` never decreases.
  */
 #ifndef MERGESCOPE_STREAM_H
 #define MERGESCOPE_STREAM_H
@@ -43,7 +57,16 @@ typedef struct ms_stream_opts {
                               A chunk always holds whole rows (at least 1). */
     ms_progress_fn progress; /* called from workers with bytes done/total */
     void *progress_ctx;
+    uint64_t max_memory;   /* bytes for the workers' f32 buffers (threads x
+                              k x largest chunk x 4); 0: no limit. Fewer
+                              threads are used to fit; MS_ERR_NOMEM when
+                              even one worker does not fit. */
 } ms_stream_opts;
+
+/* Rows per chunk for a slot of n_rows x n_cols under opts (NULL: defaults):
+ * max(1, chunk_elems / n_cols), at most n_rows (0 for an empty slot). */
+int64_t ms_stream_rows_per_chunk(const ms_stream_opts *opts, int64_t n_rows,
+                                 int64_t n_cols);
 
 typedef struct ms_stream_job {
     const ms_model *const *models; /* k models */
