@@ -507,13 +507,349 @@ static void dq_iq4_xs(const uint8_t *x, size_t nb, float *y)
     }
 }
 
-/* ==== AVX2 paths ==== */
+/* ==== AVX2 paths (x86-64, chosen at run time) ==== */
 
+#if defined(MS_X86) && (defined(__GNUC__) || defined(__clang__))
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* 8 signed bytes (low half of b) to 8 floats times d. */
+AVX2 static inline void st8_i8(float *y, __m128i b, __m256 d)
+{
+    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), d));
+}
+
+/* 32 signed bytes to 32 floats times d. */
+AVX2 static inline void st32_i8(float *y, __m256i q, __m256 d)
+{
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    st8_i8(y, lo, d);
+    st8_i8(y + 8, _mm_srli_si128(lo, 8), d);
+    st8_i8(y + 16, hi, d);
+    st8_i8(y + 24, _mm_srli_si128(hi, 8), d);
+}
+
+/* 8 unsigned bytes to floats, q*d - m (one rounding, as ggml). */
+AVX2 static inline void st8_u8_fms(float *y, __m128i b, __m256 d, __m256 m)
+{
+    __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+    _mm256_storeu_ps(y, _mm256_fmsub_ps(q, d, m));
+}
+
+/* 32 unsigned bytes to floats q*d - m. */
+AVX2 static inline void st32_u8_fms(float *y, __m256i q, __m256 d, __m256 m)
+{
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    st8_u8_fms(y, lo, d, m);
+    st8_u8_fms(y + 8, _mm_srli_si128(lo, 8), d, m);
+    st8_u8_fms(y + 16, hi, d, m);
+    st8_u8_fms(y + 24, _mm_srli_si128(hi, 8), d, m);
+}
+
+/* The 16 bytes of a 4-bit block: low nibbles then high nibbles. */
+AVX2 static inline __m256i nibbles32(const uint8_t *qs)
+{
+    __m128i b = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(15);
+    __m128i lo = _mm_and_si128(b, m4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
+    return _mm256_set_m128i(hi, lo);
+}
+
+/* Byte j of the result is 0x10 when bit j of h is set (Q5 high bits). */
+AVX2 static inline __m256i bits_to_0x10(uint32_t h)
+{
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303ll, 0x0202020202020202ll,
+                                           0x0101010101010101ll, 0x0000000000000000ll);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), shuf);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+AVX2 static void av_q8_0(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 34, y += 32) {
+        __m256 d = _mm256_set1_ps(fp16_at(x));
+        for (int k = 0; k < 4; k++)
+            st8_i8(y + 8 * k, _mm_loadl_epi64((const __m128i *)(x + 2 + 8 * k)), d);
+    }
+}
+
+AVX2 static void av_q4_0(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 18, y += 32) {
+        __m256i q = _mm256_sub_epi8(nibbles32(x + 2), _mm256_set1_epi8(8));
+        st32_i8(y, q, _mm256_set1_ps(fp16_at(x)));
+    }
+}
+
+AVX2 static void av_q4_1(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 20, y += 32) {
+        /* q*d + m: fmsub with -m rounds once, like ggml */
+        __m256 d = _mm256_set1_ps(fp16_at(x)), m = _mm256_set1_ps(-fp16_at(x + 2));
+        st32_u8_fms(y, nibbles32(x + 4), d, m);
+    }
+}
+
+AVX2 static void av_q5_0(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 22, y += 32) {
+        __m256i q = _mm256_or_si256(nibbles32(x + 6), bits_to_0x10(rd32(x + 2)));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        st32_i8(y, q, _mm256_set1_ps(fp16_at(x)));
+    }
+}
+
+AVX2 static void av_q5_1(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 24, y += 32) {
+        __m256i q = _mm256_or_si256(nibbles32(x + 8), bits_to_0x10(rd32(x + 4)));
+        __m256 d = _mm256_set1_ps(fp16_at(x)), m = _mm256_set1_ps(-fp16_at(x + 2));
+        st32_u8_fms(y, q, d, m);
+    }
+}
+
+/* 4-bit codes through a 16-entry int8 table (IQ4_NL, IQ4_XS, MXFP4). */
+AVX2 static inline __m256i lut32(const uint8_t *qs, __m128i table)
+{
+    __m256i n = nibbles32(qs);
+    return _mm256_shuffle_epi8(_mm256_set_m128i(table, table), n);
+}
+
+AVX2 static void av_iq4_nl(const uint8_t *x, size_t nb, float *y)
+{
+    __m128i t = _mm_loadu_si128((const __m128i *)ms_iq4nl_values);
+    for (size_t i = 0; i < nb; i++, x += 18, y += 32)
+        st32_i8(y, lut32(x + 2, t), _mm256_set1_ps(fp16_at(x)));
+}
+
+AVX2 static void av_mxfp4(const uint8_t *x, size_t nb, float *y)
+{
+    __m128i t = _mm_loadu_si128((const __m128i *)ms_fp4_values);
+    for (size_t i = 0; i < nb; i++, x += 17, y += 32) {
+        uint32_t e = x[0];
+        float s = bits_f32(e < 2 ? 0x00200000u << e : (e - 1) << 23);
+        st32_i8(y, lut32(x + 1, t), _mm256_set1_ps(s));
+    }
+}
+
+AVX2 static void av_iq4_xs(const uint8_t *x, size_t nb, float *y)
+{
+    __m128i t = _mm_loadu_si128((const __m128i *)ms_iq4nl_values);
+    for (size_t i = 0; i < nb; i++, x += 136) {
+        float d = fp16_at(x);
+        uint16_t sh = rd16(x + 2);
+        const uint8_t *sl = x + 4, *qs = x + 8;
+        for (int ib = 0; ib < 8; ib++, qs += 16, y += 32) {
+            int ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 15) | ((sh >> (2 * ib)) & 3) << 4;
+            st32_i8(y, lut32(qs, t), _mm256_set1_ps(d * (float)(ls - 32)));
+        }
+    }
+}
+
+AVX2 static void av_q4_k(const uint8_t *x, size_t nb, float *y)
+{
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (size_t i = 0; i < nb; i++, x += 144) {
+        float dl[8], ml[8];
+        k4_factors(x, dl, ml);
+        const uint8_t *q = x + 16;
+        for (int k = 0; k < 4; k++, q += 32, y += 64) {
+            __m256i b = _mm256_loadu_si256((const __m256i *)q);
+            __m256i lo = _mm256_and_si256(b, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            st32_u8_fms(y, lo, _mm256_set1_ps(dl[2 * k]), _mm256_set1_ps(ml[2 * k]));
+            st32_u8_fms(y + 32, hi, _mm256_set1_ps(dl[2 * k + 1]),
+                        _mm256_set1_ps(ml[2 * k + 1]));
+        }
+    }
+}
+
+AVX2 static void av_q5_k(const uint8_t *x, size_t nb, float *y)
+{
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    for (size_t i = 0; i < nb; i++, x += 176) {
+        float dl[8], ml[8];
+        k4_factors(x, dl, ml);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 16));
+        const uint8_t *q = x + 48;
+        for (int k = 0; k < 4; k++, q += 32, y += 64) {
+            __m256i b = _mm256_loadu_si256((const __m256i *)q);
+            __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), one);
+            __m256i h2 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k + 1), one);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(b, m4), _mm256_slli_epi16(h1, 4));
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
+                                         _mm256_slli_epi16(h2, 4));
+            st32_u8_fms(y, lo, _mm256_set1_ps(dl[2 * k]), _mm256_set1_ps(ml[2 * k]));
+            st32_u8_fms(y + 32, hi, _mm256_set1_ps(dl[2 * k + 1]),
+                        _mm256_set1_ps(ml[2 * k + 1]));
+        }
+    }
+}
+
+/* 32 signed bytes: the first 16 times d0, the next 16 times d1. */
+AVX2 static inline void st32_i8_2(float *y, __m256i q, float d0, float d1)
+{
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    __m256 a = _mm256_set1_ps(d0), b = _mm256_set1_ps(d1);
+    st8_i8(y, lo, a);
+    st8_i8(y + 8, _mm_srli_si128(lo, 8), a);
+    st8_i8(y + 16, hi, b);
+    st8_i8(y + 24, _mm_srli_si128(hi, 8), b);
+}
+
+AVX2 static void av_q6_k(const uint8_t *x, size_t nb, float *y)
+{
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i k32 = _mm256_set1_epi8(32);
+    for (size_t i = 0; i < nb; i++, x += 210) {
+        float d = fp16_at(x + 208);
+        const uint8_t *ql = x, *qh = x + 128;
+        const int8_t *sc = (const int8_t *)(x + 192);
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8, y += 128) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i b = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(a, m4),
+                                         _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
+            __m256i q2 = _mm256_or_si256(_mm256_and_si256(b, m4),
+                                         _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+            __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
+                                         _mm256_and_si256(hb, m30));
+            __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
+                                         _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+            st32_i8_2(y, _mm256_sub_epi8(q1, k32), d * sc[0], d * sc[1]);
+            st32_i8_2(y + 32, _mm256_sub_epi8(q2, k32), d * sc[2], d * sc[3]);
+            st32_i8_2(y + 64, _mm256_sub_epi8(q3, k32), d * sc[4], d * sc[5]);
+            st32_i8_2(y + 96, _mm256_sub_epi8(q4, k32), d * sc[6], d * sc[7]);
+        }
+    }
+}
+
+/* Eight unsigned grid bytes times db, element j negated when bit j of s is
+ * set (a sign flip: the same bits as ggml's multiply by -1). */
+AVX2 static inline void av_grid8(float *y, __m256 db, uint64_t grid, unsigned s)
+{
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256 g = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)grid)));
+    __m256i neg = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)s), bit), bit);
+    neg = _mm256_slli_epi32(neg, 31);
+    _mm256_storeu_ps(y, _mm256_xor_ps(_mm256_mul_ps(db, g), _mm256_castsi256_ps(neg)));
+}
+
+AVX2 static void av_iq2_xxs(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 66) {
+        float d = fp16_at(x);
+        for (int ib = 0; ib < 8; ib++) {
+            const uint8_t *g = x + 2 + 8 * ib;
+            uint32_t a1 = rd32(g + 4);
+            __m256 db = _mm256_set1_ps(d * (0.5f + (float)(a1 >> 28)) * 0.25f);
+            for (int l = 0; l < 4; l++, y += 8)
+                av_grid8(y, db, ms_iq2xxs_grid[g[l]], ms_iq_ksigns[(a1 >> (7 * l)) & 127]);
+        }
+    }
+}
+
+AVX2 static void av_iq2_xs(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 74) {
+        float d = fp16_at(x);
+        const uint8_t *sc = x + 66;
+        for (int ib = 0; ib < 8; ib++) {
+            __m256 db[2] = {_mm256_set1_ps(d * (0.5f + (float)(sc[ib] & 15)) * 0.25f),
+                            _mm256_set1_ps(d * (0.5f + (float)(sc[ib] >> 4)) * 0.25f)};
+            for (int l = 0; l < 4; l++, y += 8) {
+                uint16_t q = rd16(x + 2 + 2 * (4 * ib + l));
+                av_grid8(y, db[l / 2], ms_iq2xs_grid[q & 511], ms_iq_ksigns[q >> 9]);
+            }
+        }
+    }
+}
+
+AVX2 static void av_iq2_s(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 82) {
+        float d = fp16_at(x);
+        const uint8_t *qs = x + 2, *signs = x + 34, *qh = x + 66, *sc = x + 74;
+        for (int ib = 0; ib < 8; ib++, qs += 4, signs += 4) {
+            __m256 db[2] = {_mm256_set1_ps(d * (0.5f + (float)(sc[ib] & 15)) * 0.25f),
+                            _mm256_set1_ps(d * (0.5f + (float)(sc[ib] >> 4)) * 0.25f)};
+            for (int l = 0; l < 4; l++, y += 8) {
+                unsigned idx = qs[l] | ((unsigned)(qh[ib] << (8 - 2 * l)) & 0x300);
+                av_grid8(y, db[l / 2], ms_iq2s_grid[idx], signs[l]);
+            }
+        }
+    }
+}
+
+static inline uint64_t pair32(uint32_t a, uint32_t b)
+{
+    return (uint64_t)a | (uint64_t)b << 32;
+}
+
+AVX2 static void av_iq3_xxs(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 98) {
+        float d = fp16_at(x);
+        const uint8_t *qs = x + 2, *ss = x + 66;
+        for (int ib = 0; ib < 8; ib++, qs += 8) {
+            uint32_t a = rd32(ss + 4 * ib);
+            __m256 db = _mm256_set1_ps(d * (0.5f + (float)(a >> 28)) * 0.5f);
+            for (int l = 0; l < 4; l++, y += 8)
+                av_grid8(y, db, pair32(ms_iq3xxs_grid[qs[2 * l]], ms_iq3xxs_grid[qs[2 * l + 1]]),
+                         ms_iq_ksigns[(a >> (7 * l)) & 127]);
+        }
+    }
+}
+
+AVX2 static void av_iq3_s(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 110) {
+        float d = fp16_at(x);
+        const uint8_t *qs = x + 2, *qh = x + 66, *signs = x + 74, *sc = x + 106;
+        for (int ib = 0; ib < 8; ib++, qs += 8, signs += 4) {
+            int nib = (sc[ib / 2] >> (4 * (ib % 2))) & 15;
+            __m256 db = _mm256_set1_ps(d * (float)(1 + 2 * nib));
+            for (int l = 0; l < 4; l++, y += 8) {
+                unsigned i1 = qs[2 * l] | ((unsigned)(qh[ib] << (8 - 2 * l)) & 256);
+                unsigned i2 = qs[2 * l + 1] | ((unsigned)(qh[ib] << (7 - 2 * l)) & 256);
+                av_grid8(y, db, pair32(ms_iq3s_grid[i1], ms_iq3s_grid[i2]), signs[l]);
+            }
+        }
+    }
+}
+
+static decode_fn simd_decoder(ms_dtype dt)
+{
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return NULL;
+    switch (dt) {
+    case MS_DTYPE_Q4_0: return av_q4_0;
+    case MS_DTYPE_Q4_1: return av_q4_1;
+    case MS_DTYPE_Q5_0: return av_q5_0;
+    case MS_DTYPE_Q5_1: return av_q5_1;
+    case MS_DTYPE_Q8_0: return av_q8_0;
+    case MS_DTYPE_Q4_K: return av_q4_k;
+    case MS_DTYPE_Q5_K: return av_q5_k;
+    case MS_DTYPE_Q6_K: return av_q6_k;
+    case MS_DTYPE_IQ2_XXS: return av_iq2_xxs;
+    case MS_DTYPE_IQ2_XS: return av_iq2_xs;
+    case MS_DTYPE_IQ2_S: return av_iq2_s;
+    case MS_DTYPE_IQ3_XXS: return av_iq3_xxs;
+    case MS_DTYPE_IQ3_S: return av_iq3_s;
+    case MS_DTYPE_IQ4_NL: return av_iq4_nl;
+    case MS_DTYPE_IQ4_XS: return av_iq4_xs;
+    case MS_DTYPE_MXFP4: return av_mxfp4;
+    default: return NULL;
+    }
+}
+#else
 static decode_fn simd_decoder(ms_dtype dt)
 {
     (void)dt;
     return NULL;
 }
+#endif
 
 /* ==== dispatch ==== */
 
