@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
 #include <immintrin.h>
 #define MS_X86 1
 #endif
@@ -66,7 +66,9 @@ static inline float h2f(uint16_t h)
     uint32_t two_w = w + w;
     float norm = bits_f32((two_w >> 4) + (0xe0u << 23)) * 0x1.0p-112f;
     float denorm = bits_f32((two_w >> 17) | (126u << 23)) - 0.5f;
-    uint32_t r = two_w < (1u << 27) ? f32_bits(denorm) : f32_bits(norm);
+    /* a mask, not a branch: scales of random or unusual data mispredict */
+    uint32_t m = 0u - (uint32_t)(two_w < (1u << 27));
+    uint32_t r = (f32_bits(denorm) & m) | (f32_bits(norm) & ~m);
     return bits_f32(sign | r);
 }
 
@@ -819,6 +821,164 @@ AVX2 static void av_iq3_s(const uint8_t *x, size_t nb, float *y)
     }
 }
 
+/* 32 unsigned bytes: the first 16 as q*d0 - m0, the next 16 as q*d1 - m1. */
+AVX2 static inline void st32_u8_fms_2(float *y, __m256i q, float d0, float m0,
+                                      float d1, float m1)
+{
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    __m256 a = _mm256_set1_ps(d0), am = _mm256_set1_ps(m0);
+    __m256 b = _mm256_set1_ps(d1), bm = _mm256_set1_ps(m1);
+    st8_u8_fms(y, lo, a, am);
+    st8_u8_fms(y + 8, _mm_srli_si128(lo, 8), a, am);
+    st8_u8_fms(y + 16, hi, b, bm);
+    st8_u8_fms(y + 24, _mm_srli_si128(hi, 8), b, bm);
+}
+
+AVX2 static void av_q2_k(const uint8_t *x, size_t nb, float *y)
+{
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (size_t i = 0; i < nb; i++, x += 84) {
+        const uint8_t *sc = x;
+        float d = fp16_at(x + 80), dmin = fp16_at(x + 82);
+        for (int c = 0; c < 2; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * c));
+            for (int j = 0; j < 4; j++, sc += 2, y += 32) {
+                __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+                st32_u8_fms_2(y, v, d * (float)(sc[0] & 15), dmin * (float)(sc[0] >> 4),
+                              d * (float)(sc[1] & 15), dmin * (float)(sc[1] >> 4));
+            }
+        }
+    }
+}
+
+AVX2 static void av_q3_k(const uint8_t *x, size_t nb, float *y)
+{
+    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    for (size_t i = 0; i < nb; i++, x += 110) {
+        float d = fp16_at(x + 108);
+        int8_t sc[16];
+        q3k_scales(x + 96, sc);
+        __m256i hm = _mm256_loadu_si256((const __m256i *)x);
+        const int8_t *s = sc;
+        for (int c = 0; c < 2; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x + 32 + 32 * c));
+            for (int j = 0; j < 4; j++, s += 2, y += 32) {
+                __m256i m = _mm256_set1_epi8((char)(1u << (4 * c + j)));
+                __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+                /* subtract 4 where the high bit is clear */
+                __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(hm, m), _mm256_setzero_si256());
+                __m256i v = _mm256_sub_epi8(lo, _mm256_and_si256(clear, four));
+                st32_i8_2(y, v, d * (float)s[0], d * (float)s[1]);
+            }
+        }
+    }
+}
+
+AVX2 static void av_tq2_0(const uint8_t *x, size_t nb, float *y)
+{
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    for (size_t i = 0; i < nb; i++, x += 66) {
+        __m256 d = _mm256_set1_ps(fp16_at(x + 64));
+        for (int c = 0; c < 2; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x + 32 * c));
+            for (int l = 0; l < 4; l++, y += 32) {
+                __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * l), m3);
+                st32_i8(y, _mm256_sub_epi8(v, one), d);
+            }
+        }
+    }
+}
+
+/* 8 trits from 8 bytes already multiplied by 3^n: ((b * 3) >> 8) - 1. */
+AVX2 static inline void st8_trit(float *y, __m128i b, __m256 d)
+{
+    __m256i w = _mm256_cvtepu8_epi32(b);
+    w = _mm256_srli_epi32(_mm256_add_epi32(w, _mm256_add_epi32(w, w)), 8);
+    w = _mm256_sub_epi32(w, _mm256_set1_epi32(1));
+    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(w), d));
+}
+
+AVX2 static void av_tq1_0(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 54) {
+        float df = fp16_at(x + 52);
+        __m256 d = _mm256_set1_ps(df);
+        /* b * 3^n modulo 256, by repeated byte-wise tripling */
+        __m256i q = _mm256_loadu_si256((const __m256i *)x);
+        for (int n = 0; n < 5; n++, y += 32) {
+            __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+            st8_trit(y, lo, d);
+            st8_trit(y + 8, _mm_srli_si128(lo, 8), d);
+            st8_trit(y + 16, hi, d);
+            st8_trit(y + 24, _mm_srli_si128(hi, 8), d);
+            q = _mm256_add_epi8(q, _mm256_add_epi8(q, q));
+        }
+        __m128i r = _mm_loadu_si128((const __m128i *)(x + 32));
+        for (int n = 0; n < 5; n++, y += 16) {
+            st8_trit(y, r, d);
+            st8_trit(y + 8, _mm_srli_si128(r, 8), d);
+            r = _mm_add_epi8(r, _mm_add_epi8(r, r));
+        }
+        for (int n = 0; n < 4; n++, y += 4)
+            for (int j = 0; j < 4; j++)
+                y[j] = trit(x[48 + j], n, df);
+    }
+}
+
+/* Eight int8 grid values in {-1, 0, 1}: dl * (g + delta), as ggml. */
+AVX2 static inline void av_grid1(float *y, __m256 dl, const uint64_t *grid, __m256 delta)
+{
+    /* a load straight into the sign extension: one vpmovsxbd */
+    __m128i b = _mm_loadl_epi64((const __m128i *)grid);
+    __m256 g = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+    _mm256_storeu_ps(y, _mm256_mul_ps(dl, _mm256_add_ps(g, delta)));
+}
+
+AVX2 static void av_iq1_s(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 50) {
+        float d = fp16_at(x);
+        const uint8_t *qs = x + 2;
+        for (int ib = 0; ib < 8; ib++, qs += 4) {
+            uint16_t qh = rd16(x + 34 + 2 * ib);
+            __m256 dl = _mm256_set1_ps(d * (float)(2 * ((qh >> 12) & 7) + 1));
+            static const float dd[2] = {0.125f, -0.125f};
+            __m256 delta = _mm256_set1_ps(dd[qh >> 15]);
+            for (int l = 0; l < 4; l++, y += 8)
+                av_grid1(y, dl, &ms_iq1s_grid[qs[l] | ((qh >> (3 * l)) & 7u) << 8], delta);
+        }
+    }
+}
+
+AVX2 static void av_iq1_m(const uint8_t *x, size_t nb, float *y)
+{
+    for (size_t i = 0; i < nb; i++, x += 56) {
+        const uint8_t *qs = x, *qh = x + 32;
+        uint16_t sc[4];
+        for (int k = 0; k < 4; k++)
+            sc[k] = rd16(x + 48 + 2 * k);
+        float d = h2f((uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                 ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000)));
+        for (int ib = 0; ib < 8; ib++, qs += 4, qh += 2) {
+            int sh = 6 * (ib % 2);
+            __m256 dl1 = _mm256_set1_ps(d * (float)(2 * ((sc[ib / 2] >> sh) & 7) + 1));
+            __m256 dl2 = _mm256_set1_ps(d * (float)(2 * ((sc[ib / 2] >> (sh + 3)) & 7) + 1));
+            /* +-0.125 picked by a load, not a branch (random data would
+             * mispredict it; compilers turn bit tricks back into branches) */
+            static const float dd[2] = {0.125f, -0.125f};
+            __m256 dt0 = _mm256_set1_ps(dd[(qh[0] >> 3) & 1]);
+            __m256 dt1 = _mm256_set1_ps(dd[qh[0] >> 7]);
+            __m256 dt2 = _mm256_set1_ps(dd[(qh[1] >> 3) & 1]);
+            __m256 dt3 = _mm256_set1_ps(dd[qh[1] >> 7]);
+            av_grid1(y, dl1, &ms_iq1s_grid[qs[0] | ((unsigned)(qh[0] << 8) & 0x700)], dt0);
+            av_grid1(y + 8, dl1, &ms_iq1s_grid[qs[1] | ((unsigned)(qh[0] << 4) & 0x700)], dt1);
+            av_grid1(y + 16, dl2, &ms_iq1s_grid[qs[2] | ((unsigned)(qh[1] << 8) & 0x700)], dt2);
+            av_grid1(y + 24, dl2, &ms_iq1s_grid[qs[3] | ((unsigned)(qh[1] << 4) & 0x700)], dt3);
+            y += 32;
+        }
+    }
+}
+
 static decode_fn simd_decoder(ms_dtype dt)
 {
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
@@ -829,6 +989,8 @@ static decode_fn simd_decoder(ms_dtype dt)
     case MS_DTYPE_Q5_0: return av_q5_0;
     case MS_DTYPE_Q5_1: return av_q5_1;
     case MS_DTYPE_Q8_0: return av_q8_0;
+    case MS_DTYPE_Q2_K: return av_q2_k;
+    case MS_DTYPE_Q3_K: return av_q3_k;
     case MS_DTYPE_Q4_K: return av_q4_k;
     case MS_DTYPE_Q5_K: return av_q5_k;
     case MS_DTYPE_Q6_K: return av_q6_k;
@@ -837,6 +999,10 @@ static decode_fn simd_decoder(ms_dtype dt)
     case MS_DTYPE_IQ2_S: return av_iq2_s;
     case MS_DTYPE_IQ3_XXS: return av_iq3_xxs;
     case MS_DTYPE_IQ3_S: return av_iq3_s;
+    case MS_DTYPE_IQ1_S: return av_iq1_s;
+    case MS_DTYPE_IQ1_M: return av_iq1_m;
+    case MS_DTYPE_TQ1_0: return av_tq1_0;
+    case MS_DTYPE_TQ2_0: return av_tq2_0;
     case MS_DTYPE_IQ4_NL: return av_iq4_nl;
     case MS_DTYPE_IQ4_XS: return av_iq4_xs;
     case MS_DTYPE_MXFP4: return av_mxfp4;
