@@ -1,13 +1,66 @@
-/* cmd_report.c - placeholder until the command lands. */
+/*
+ * cmd_report.c - `mergescope report RESULT.json... -o DIR`: the JSON results
+ * of the other commands into DIR/report.md, DIR/report.html, DIR/plots/ and
+ * DIR/MODEL_CARD.md.
+ */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli.h"
+#include "mergescope/report.h"
 #include "mergescope/banned.h"
+
+static const char *const usage[] = {
+    "mergescope report RESULT.json... -o DIR",
+    NULL,
+};
 
 int cmd_report(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "mergescope: 'report' is not implemented yet\n");
-    return MS_EXIT_FAIL;
+    const char *out_dir = NULL, *gnuplot = NULL;
+    bool quiet = false;
+    ms_strlist pos = {0};
+    int code;
+    const ms_option opts[] = {
+        MS_OPT_STRING_('o', "output", &out_dir, "DIR", "write the report into DIR (created if missing)"),
+        MS_OPT_STRING_(0, "gnuplot", &gnuplot, "PROG", "gnuplot program to run (default: gnuplot on PATH)"),
+        MS_OPT_BOOL_('q', "quiet", &quiet, "print nothing but errors and warnings"),
+        MS_OPT_END_,
+    };
+    if (ms_parse_options(argc, argv, opts, usage, &pos, &code)) {
+        free(pos.items);
+        return code;
+    }
+    if (!out_dir || !pos.n) {
+        free(pos.items);
+        ms_usage(stderr, opts, usage);
+        return ms_die_usage(!out_dir ? "report needs -o DIR" : "report needs at least one RESULT.json");
+    }
+    ms_error err;
+    ms_error_clear(&err);
+    ms_report *r = ms_report_new();
+    ms_status st = r ? MS_OK : ms_error_set(&err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+    for (size_t i = 0; i < pos.n && !st; i++)
+        st = ms_report_add_file(r, pos.items[i], &err);
+    ms_report_opts ro = {gnuplot};
+    ms_report_outcome oc;
+    if (!st)
+        st = ms_report_write(r, out_dir, &ro, &oc, &err);
+    ms_report_free(r);
+    free(pos.items);
+    if (st)
+        return ms_report_error(&err);
+    if (oc.gnuplot_missing)
+        ms_warn("gnuplot not found: %d plot scripts left in %s/plots (run 'gnuplot NAME.gp' "
+                "there to render them)", oc.n_plots, out_dir);
+    else if (oc.gnuplot_failed)
+        ms_warn("gnuplot failed on plot '%s': %d of %d plots rendered", oc.failed_plot,
+                oc.n_rendered, oc.n_plots);
+    if (!quiet) {
+        printf("report: %s/report.html\n", out_dir);
+        printf("report: %s/report.md\n", out_dir);
+        printf("model card: %s/MODEL_CARD.md\n", out_dir);
+        printf("plots: %d written, %d rendered\n", oc.n_plots, oc.n_rendered);
+    }
+    return MS_EXIT_OK;
 }
