@@ -915,6 +915,21 @@ static ms_status link_stages(rctx *c)
     return MS_OK;
 }
 
+/* Warnings in file order (stable: same line keeps discovery order). */
+static void sort_warnings(ms_recipe *r)
+{
+    for (size_t i = 1; i < r->n_warnings; i++) {
+        ms_recipe_warning w = r->warnings[i];
+        size_t j = i;
+        while (j > 0 && (r->warnings[j - 1].line > w.line ||
+                         (r->warnings[j - 1].line == w.line && r->warnings[j - 1].col > w.col))) {
+            r->warnings[j] = r->warnings[j - 1];
+            j--;
+        }
+        r->warnings[j] = w;
+    }
+}
+
 static ms_status build(ms_recipe *r, ms_error *err)
 {
     rctx c = {r->path, err, r, NULL, NULL};
@@ -940,6 +955,7 @@ static ms_status build(ms_recipe *r, ms_error *err)
         st = link_stages(&c);
     for (size_t i = 0; st == MS_OK && i < r->n_stages; i++)
         st = ms_recipe_check_stage(r, i, err);
+    sort_warnings(r);
     return st;
 }
 
