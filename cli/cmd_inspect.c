@@ -1,13 +1,533 @@
-/* cmd_inspect.c - placeholder until the command lands. */
+/*
+ * cmd_inspect.c - `mergescope inspect MODEL`: format, architecture, layer
+ * and parameter counts, bits per weight, the dtype histogram, the tensor
+ * table and the file's metadata, as a table and as JSON.
+ *
+ * The text and the JSON are both rendered from the opened ms_model and
+ * one type histogram built from it, so they cannot disagree.
+ */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "mergescope/model.h"
+#include "mergescope/util.h"
 #include "mergescope/banned.h"
+
+/* Arrays longer than this are summarised (type, count, first items). */
+#define ARRAY_FULL 16
+#define ARRAY_HEAD 8
+#define TEXT_ARRAY_HEAD 3
+#define TEXT_STR_MAX 120
+
+static const char *const usage_lines[] = {
+    "mergescope inspect [OPTIONS] MODEL",
+    NULL,
+};
+
+/* ==== the type histogram ==== */
+
+typedef struct type_row {
+    ms_dtype dtype;
+    size_t n_tensors;
+    uint64_t n_params;
+    uint64_t bytes;
+} type_row;
+
+static int type_row_cmp(const void *a, const void *b)
+{
+    const type_row *x = a, *y = b;
+    if (x->n_params != y->n_params)
+        return x->n_params > y->n_params ? -1 : 1;
+    return strcmp(ms_dtype_name(x->dtype), ms_dtype_name(y->dtype));
+}
+
+/* Rows sorted by parameters (most first), then by type name. */
+static size_t type_histogram(const ms_model *m, type_row *rows)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const ms_tensor *t = &m->tensors[i];
+        size_t k = 0;
+        while (k < n && rows[k].dtype != t->dtype)
+            k++;
+        if (k == n) {
+            memset(&rows[n], 0, sizeof(rows[n]));
+            rows[n++].dtype = t->dtype;
+        }
+        rows[k].n_tensors++;
+        rows[k].n_params += t->n_elems;
+        rows[k].bytes += t->nbytes;
+    }
+    qsort(rows, n, sizeof(type_row), type_row_cmp);
+    return n;
+}
+
+/* ==== strings from files: escaped, never trusted to be UTF-8 ==== */
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    uint32_t cp, min;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) { len = 2; cp = c & 0x1f; min = 0x80; }
+    else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; min = 0x800; }
+    else if ((c & 0xf8) == 0xf0) { len = 4; cp = c & 0x07; min = 0x10000; }
+    else return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/*
+ * Append s (n bytes) to sb. For text, control characters, backslash and
+ * invalid UTF-8 become \xNN (and " becomes \"); for JSON (cJSON escapes
+ * controls itself) only invalid UTF-8 bytes become \xNN. At most max input
+ * bytes are taken (0: all); returns true when s was cut short.
+ */
+static bool escape(ms_sb *sb, const char *s, uint64_t n, uint64_t max, bool json)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint64_t i = 0;
+    while (i < n) {
+        if (max && i >= max)
+            return true;
+        size_t len = utf8_len(p + i, (size_t)(n - i > 4 ? 4 : n - i));
+        if (len == 1 && !json && (p[i] < 0x20 || p[i] == 0x7f || p[i] == '\\')) {
+            if (p[i] == '\\')
+                ms_sb_add(sb, "\\\\");
+            else
+                ms_sb_addf(sb, "\\x%02x", p[i]);
+        } else if (len == 1 && !json && p[i] == '"') {
+            ms_sb_add(sb, "\\\"");
+        } else if (len == 0) {
+            ms_sb_addf(sb, "\\x%02x", p[i]);
+            len = 1;
+        } else {
+            ms_sb_addn(sb, s + i, len);
+        }
+        i += len;
+    }
+    return false;
+}
+
+/* ==== GGUF metadata ==== */
+
+static const char *value_type_name(ms_gguf_type t)
+{
+    static const char *const names[] = {
+        "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
+        "bool", "string", "array", "uint64", "int64", "float64",
+    };
+    return (unsigned)t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
+}
+
+static bool is_unsigned(ms_gguf_type t)
+{
+    return t == MS_GGUF_UINT8 || t == MS_GGUF_UINT16 || t == MS_GGUF_UINT32
+        || t == MS_GGUF_UINT64;
+}
+
+static bool is_signed(ms_gguf_type t)
+{
+    return t == MS_GGUF_INT8 || t == MS_GGUF_INT16 || t == MS_GGUF_INT32
+        || t == MS_GGUF_INT64;
+}
+
+static cJSON *value_json(const ms_gguf_value *v);
+
+static cJSON *array_json(const ms_gguf_value *v)
+{
+    uint64_t count = v->v.arr.count;
+    bool summarise = count > ARRAY_FULL;
+    uint64_t shown = summarise ? ARRAY_HEAD : count;
+    cJSON *items = cJSON_CreateArray();
+    for (uint64_t i = 0; i < shown && v->v.arr.items; i++)
+        cJSON_AddItemToArray(items, value_json(&v->v.arr.items[i]));
+    if (!summarise)
+        return items;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", value_type_name(v->v.arr.elem_type));
+    cJSON_AddNumberToObject(o, "count", (double)count);
+    cJSON_AddItemToObject(o, "head", items);
+    return o;
+}
+
+static cJSON *value_json(const ms_gguf_value *v)
+{
+    if (is_unsigned(v->type))
+        return cJSON_CreateNumber((double)v->v.u);
+    if (is_signed(v->type))
+        return cJSON_CreateNumber((double)v->v.i);
+    switch (v->type) {
+    case MS_GGUF_BOOL:
+        return cJSON_CreateBool(v->v.u != 0);
+    case MS_GGUF_FLOAT32:
+    case MS_GGUF_FLOAT64:
+        return isfinite(v->v.f) ? cJSON_CreateNumber(v->v.f) : cJSON_CreateNull();
+    case MS_GGUF_STRING: {
+        ms_sb sb = MS_SB_INIT;
+        escape(&sb, v->v.s.ptr, v->v.s.len, 0, true);
+        cJSON *s = cJSON_CreateString(ms_sb_str(&sb));
+        ms_sb_free(&sb);
+        return s;
+    }
+    case MS_GGUF_ARRAY:
+        return array_json(v);
+    default:
+        return cJSON_CreateNull();
+    }
+}
+
+/* The shortest decimal that reads back as the same float (or double), so
+ * 1e-05 stored as float32 prints as 1e-05, not 9.99999975e-06. */
+static void float_text(ms_sb *sb, double v, bool single)
+{
+    char buf[64];
+    int max = single ? 9 : 17;
+    if (v == floor(v) && fabs(v) < 1e15) {
+        ms_sb_addf(sb, "%.0f", v);
+        return;
+    }
+    for (int p = 1; p <= max; p++) {
+        snprintf(buf, sizeof(buf), "%.*g", p, v);
+        bool same = single ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v;
+        if (same || p == max)
+            break;
+    }
+    ms_sb_add(sb, buf);
+}
+
+static void value_text(ms_sb *sb, const ms_gguf_value *v)
+{
+    if (is_unsigned(v->type)) {
+        ms_sb_addf(sb, "%llu", (unsigned long long)v->v.u);
+    } else if (is_signed(v->type)) {
+        ms_sb_addf(sb, "%lld", (long long)v->v.i);
+    } else if (v->type == MS_GGUF_BOOL) {
+        ms_sb_add(sb, v->v.u ? "true" : "false");
+    } else if (v->type == MS_GGUF_FLOAT32 || v->type == MS_GGUF_FLOAT64) {
+        float_text(sb, v->v.f, v->type == MS_GGUF_FLOAT32);
+    } else if (v->type == MS_GGUF_STRING) {
+        ms_sb_addc(sb, '"');
+        bool cut = escape(sb, v->v.s.ptr, v->v.s.len, TEXT_STR_MAX, false);
+        ms_sb_addc(sb, '"');
+        if (cut)
+            ms_sb_addf(sb, "... (%llu bytes)", (unsigned long long)v->v.s.len);
+    } else if (v->type == MS_GGUF_ARRAY) {
+        uint64_t count = v->v.arr.count;
+        bool summarise = count > ARRAY_HEAD;
+        uint64_t shown = summarise ? TEXT_ARRAY_HEAD : count;
+        if (summarise)
+            ms_sb_addf(sb, "array[%llu] of %s: ", (unsigned long long)count,
+                       value_type_name(v->v.arr.elem_type));
+        ms_sb_addc(sb, '[');
+        for (uint64_t i = 0; i < shown && v->v.arr.items; i++) {
+            if (i)
+                ms_sb_add(sb, ", ");
+            value_text(sb, &v->v.arr.items[i]);
+        }
+        ms_sb_add(sb, summarise ? ", ...]" : "]");
+    } else {
+        ms_sb_add(sb, "?");
+    }
+}
+
+/* ==== JSON ==== */
+
+static cJSON *tensor_json(const ms_tensor *t)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", t->name);
+    cJSON_AddStringToObject(o, "source_name", t->source_name);
+    if (t->layer >= 0)
+        cJSON_AddNumberToObject(o, "layer", t->layer);
+    else
+        cJSON_AddNullToObject(o, "layer");
+    cJSON_AddStringToObject(o, "kind", ms_kind_name(t->kind));
+    cJSON_AddStringToObject(o, "filter", ms_filter_name(t->filter));
+    cJSON_AddStringToObject(o, "dtype", ms_dtype_name(t->dtype));
+    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+    for (int d = 0; d < t->ndim; d++)
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+    cJSON_AddNumberToObject(o, "n_params", (double)t->n_elems);
+    cJSON_AddNumberToObject(o, "bytes", (double)t->nbytes);
+    cJSON_AddNumberToObject(o, "file", t->file_index);
+    cJSON_AddNumberToObject(o, "offset", (double)t->file_offset);
+    cJSON_AddBoolToObject(o, "permuted", t->permute_heads != 0);
+    return o;
+}
+
+static cJSON *metadata_json(const ms_model *m)
+{
+    cJSON *md = cJSON_CreateObject();
+    const ms_gguf_file *g = ms_model_gguf(m);
+    if (g) {
+        for (size_t i = 0; i < g->n_kvs; i++) {
+            ms_sb key = MS_SB_INIT;
+            escape(&key, g->kvs[i].key, strlen(g->kvs[i].key), 0, true);
+            cJSON_AddItemToObject(md, ms_sb_str(&key), value_json(&g->kvs[i].value));
+            ms_sb_free(&key);
+        }
+    } else if (m->st && m->n_files) {
+        const ms_st_file *s = m->st[0];
+        for (size_t i = 0; i < s->n_metadata; i++)
+            cJSON_AddStringToObject(md, s->metadata[i].key, s->metadata[i].value);
+    }
+    return md;
+}
+
+static void add_dim(cJSON *o, const char *key, int64_t v)
+{
+    if (v > 0)
+        cJSON_AddNumberToObject(o, key, (double)v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static cJSON *build_json(const ms_model *m, const type_row *rows, size_t n_rows)
+{
+    cJSON *root = ms_json_result_new("inspect");
+    cJSON_AddStringToObject(root, "model", m->name);
+    cJSON_AddStringToObject(root, "format", ms_format_name(m->format));
+    cJSON *files = cJSON_AddArrayToObject(root, "files");
+    for (size_t i = 0; i < m->n_files; i++)
+        cJSON_AddItemToArray(files, cJSON_CreateString(ms_path_basename(m->files[i])));
+    cJSON_AddStringToObject(root, "architecture", m->architecture);
+    cJSON_AddNumberToObject(root, "n_layers", m->n_layers);
+    add_dim(root, "hidden_size", m->hidden_size);
+    add_dim(root, "n_heads", m->n_heads);
+    add_dim(root, "n_kv_heads", m->n_kv_heads);
+    add_dim(root, "vocab_size", m->vocab_size);
+    cJSON_AddNumberToObject(root, "n_tensors", (double)m->n_tensors);
+    cJSON_AddNumberToObject(root, "n_params", (double)m->n_params);
+    cJSON_AddNumberToObject(root, "bytes", (double)m->data_bytes);
+    if (m->n_params) {
+        cJSON_AddNumberToObject(root, "bits_per_weight",
+                                8.0 * (double)m->data_bytes / (double)m->n_params);
+    } else {
+        cJSON_AddNullToObject(root, "bits_per_weight");
+        cJSON_AddStringToObject(root, "note", "the model has no parameters");
+    }
+    cJSON *types = cJSON_AddArrayToObject(root, "types");
+    for (size_t i = 0; i < n_rows; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "type", ms_dtype_name(rows[i].dtype));
+        cJSON_AddNumberToObject(o, "n_tensors", (double)rows[i].n_tensors);
+        cJSON_AddNumberToObject(o, "n_params", (double)rows[i].n_params);
+        cJSON_AddNumberToObject(o, "bytes", (double)rows[i].bytes);
+        cJSON_AddNumberToObject(o, "share", m->n_params
+                                ? (double)rows[i].n_params / (double)m->n_params : 0.0);
+        cJSON_AddItemToArray(types, o);
+    }
+    cJSON *tensors = cJSON_AddArrayToObject(root, "tensors");
+    for (size_t i = 0; i < m->n_tensors; i++)
+        cJSON_AddItemToArray(tensors, tensor_json(&m->tensors[i]));
+    cJSON_AddItemToObject(root, "metadata", metadata_json(m));
+    if (m->config)
+        cJSON_AddItemToObject(root, "config", cJSON_Duplicate(m->config, true));
+    return root;
+}
+
+/* ==== text ==== */
+
+static void shape_text(char *buf, size_t cap, const ms_tensor *t)
+{
+    size_t n = 0;
+    n += (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < t->ndim && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", d ? ", " : "",
+                              (long long)t->shape[d]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+}
+
+static void print_summary(const ms_model *m, const char *shown_name)
+{
+    printf("model:        %s\n", shown_name);
+    printf("format:       %s (%zu file%s)\n", ms_format_name(m->format),
+           m->n_files, m->n_files == 1 ? "" : "s");
+    printf("architecture: %s\n", m->architecture);
+    printf("layers:       %d\n", m->n_layers);
+    if (m->hidden_size || m->n_heads || m->vocab_size)
+        printf("dimensions:   hidden %lld, heads %lld, kv heads %lld, vocab %lld\n",
+               (long long)m->hidden_size, (long long)m->n_heads,
+               (long long)m->n_kv_heads, (long long)m->vocab_size);
+    printf("tensors:      %zu\n", m->n_tensors);
+    printf("parameters:   %llu\n", (unsigned long long)m->n_params);
+    printf("tensor bytes: %llu\n", (unsigned long long)m->data_bytes);
+    if (m->n_params)
+        printf("bits/weight:  %.4f\n", 8.0 * (double)m->data_bytes / (double)m->n_params);
+    else
+        printf("bits/weight:  n/a (no parameters)\n");
+}
+
+static void print_types(const ms_model *m, const type_row *rows, size_t n)
+{
+    printf("\n%-10s %8s %14s %14s %8s %7s\n", "type", "tensors", "params",
+           "bytes", "share", "bpw");
+    for (size_t i = 0; i < n; i++) {
+        double share = m->n_params ? 100.0 * (double)rows[i].n_params
+                                     / (double)m->n_params : 0.0;
+        double bpw = rows[i].n_params ? 8.0 * (double)rows[i].bytes
+                                        / (double)rows[i].n_params : 0.0;
+        printf("%-10s %8zu %14llu %14llu %7.2f%% %7.4f\n",
+               ms_dtype_name(rows[i].dtype), rows[i].n_tensors,
+               (unsigned long long)rows[i].n_params,
+               (unsigned long long)rows[i].bytes, share, bpw);
+    }
+}
+
+static void print_tensors(const ms_model *m)
+{
+    int wn = 4, ws = 6;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        int a = (int)strlen(m->tensors[i].name), b = (int)strlen(m->tensors[i].source_name);
+        wn = a > wn ? a : wn;
+        ws = b > ws ? b : ws;
+    }
+    wn = wn > 64 ? 64 : wn;
+    ws = ws > 48 ? 48 : ws;
+    printf("\n%-*s %-*s %5s %-11s %-8s %-16s %12s\n", wn, "name", ws, "source",
+           "layer", "kind", "dtype", "shape", "bytes");
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const ms_tensor *t = &m->tensors[i];
+        char shape[96], layer[16];
+        shape_text(shape, sizeof(shape), t);
+        if (t->layer >= 0)
+            snprintf(layer, sizeof(layer), "%d", t->layer);
+        else
+            snprintf(layer, sizeof(layer), "-");
+        printf("%-*s %-*s %5s %-11s %-8s %-16s %12llu\n", wn, t->name, ws,
+               t->source_name, layer, ms_kind_name(t->kind),
+               ms_dtype_name(t->dtype), shape, (unsigned long long)t->nbytes);
+    }
+}
+
+static void print_metadata(const ms_model *m)
+{
+    const ms_gguf_file *g = ms_model_gguf(m);
+    ms_sb sb = MS_SB_INIT;
+    if (g && g->n_kvs) {
+        printf("\nmetadata (%zu keys):\n", g->n_kvs);
+        for (size_t i = 0; i < g->n_kvs; i++) {
+            ms_sb_reset(&sb);
+            escape(&sb, g->kvs[i].key, strlen(g->kvs[i].key), 0, false);
+            ms_sb_add(&sb, " = ");
+            value_text(&sb, &g->kvs[i].value);
+            printf("  %s\n", ms_sb_str(&sb));
+        }
+    } else if (m->st && m->n_files && m->st[0]->n_metadata) {
+        const ms_st_file *s = m->st[0];
+        printf("\nmetadata (%zu keys):\n", s->n_metadata);
+        for (size_t i = 0; i < s->n_metadata; i++) {
+            ms_sb_reset(&sb);
+            escape(&sb, s->metadata[i].key, strlen(s->metadata[i].key), 0, false);
+            ms_sb_add(&sb, " = \"");
+            bool cut = escape(&sb, s->metadata[i].value,
+                              strlen(s->metadata[i].value), TEXT_STR_MAX, false);
+            ms_sb_addc(&sb, '"');
+            if (cut)
+                ms_sb_addf(&sb, "... (%zu bytes)", strlen(s->metadata[i].value));
+            printf("  %s\n", ms_sb_str(&sb));
+        }
+    }
+    ms_sb_free(&sb);
+}
+
+/* ==== the command ==== */
+
+/* A path is shown by its last component (trailing slashes dropped) so the
+ * table does not depend on where the model lives; a NAME as given. */
+static char *display_name(const char *name, const char *path)
+{
+    if (strcmp(name, path) != 0)
+        return ms_strdup(name);
+    size_t n = strlen(name);
+    while (n > 1 && name[n - 1] == '/')
+        n--;
+    char *trim = ms_strndup(name, n);
+    char *base = trim ? ms_strdup(ms_path_basename(trim)) : NULL;
+    free(trim);
+    return base;
+}
 
 int cmd_inspect(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "mergescope: 'inspect' is not implemented yet\n");
-    return MS_EXIT_FAIL;
+    ms_common c;
+    bool brief = false;
+    memset(&c, 0, sizeof(c));
+    const ms_option opts[] = {
+        MS_OPT_BOOL_(0, "brief", &brief, "summary and types only: no tensor table or metadata"),
+        MS_COMMON_OPTIONS(&c),
+        MS_OPT_END_,
+    };
+    ms_strlist pos = {NULL, 0};
+    int code;
+    if (ms_parse_options(argc, argv, opts, usage_lines, &pos, &code)) {
+        free(pos.items);
+        return code;
+    }
+    if (pos.n != 1) {
+        free(pos.items);
+        free(c.model_map.items);
+        return ms_die_usage("inspect takes one MODEL (see 'mergescope inspect --help')");
+    }
+    const char *name = pos.items[0];
+    ms_resolve_opts ro;
+    ms_common_resolve_opts(&c, &ro);
+    ms_model *m = NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    ms_status st = ms_model_open_name(name, &ro, &m, &err);
+    free(pos.items);
+    if (st) {
+        free(c.model_map.items);
+        return ms_report_error(&err);
+    }
+    char *shown = display_name(name, m->path);
+
+    type_row *rows = ms_alloc_array(m->n_tensors ? m->n_tensors : 1, sizeof(type_row));
+    if (!rows) {
+        free(shown);
+        ms_model_close(m);
+        free(c.model_map.items);
+        fprintf(stderr, "mergescope: out of memory\n");
+        return MS_EXIT_FAIL;
+    }
+    size_t n_rows = type_histogram(m, rows);
+    bool json_stdout = c.json && strcmp(c.json, "-") == 0;
+    if (!json_stdout) {
+        print_summary(m, shown ? shown : name);
+        print_types(m, rows, n_rows);
+        if (!brief) {
+            print_tensors(m);
+            print_metadata(m);
+        }
+    }
+    int rc = MS_EXIT_OK;
+    if (c.json) {
+        cJSON *root = build_json(m, rows, n_rows);
+        rc = root ? ms_write_json_result(&c, root) : MS_EXIT_FAIL;
+        cJSON_Delete(root);
+    }
+    free(rows);
+    free(shown);
+    ms_model_close(m);
+    free(c.model_map.items);
+    return rc;
 }

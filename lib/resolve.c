@@ -208,6 +208,14 @@ static bool from_path(const char *name, const ms_resolve_opts *o, tried *t,
     return false;
 }
 
+/* A file name or an explicit path is never an org/model NAME. */
+static bool looks_like_path(const char *name)
+{
+    return name[0] == '/' || ms_str_startswith(name, "./")
+        || ms_str_startswith(name, "../") || ms_str_endswith(name, ".gguf")
+        || ms_str_endswith(name, ".safetensors");
+}
+
 ms_status ms_model_resolve(const char *name, const ms_resolve_opts *opts,
                            char **path_out, ms_error *err)
 {
@@ -216,6 +224,10 @@ ms_status ms_model_resolve(const char *name, const ms_resolve_opts *opts,
     *path_out = NULL;
     if (!name || !name[0])
         return ms_error_set(err, MS_ERR_USAGE, NULL, -1, "empty model name");
+    if (looks_like_path(name) && !exists(name)
+        && !(opts && opts->base_dir && name[0] != '/'))
+        return ms_error_set(err, MS_ERR_NOTFOUND, name, -1,
+                            "no such file or directory");
     bool ok = from_path(name, opts, &t, &out)
            || from_map(name, opts, &t, &out)
            || from_models_dir(name, opts ? opts->models_dir : NULL, &t, &out)

@@ -1,0 +1,1 @@
+inspect $TMP/does-not-exist.safetensors

@@ -1,0 +1,1 @@
+inspect --brief $SHARED/real-gguf/gguf/model-MIXED.gguf

@@ -1,0 +1,1 @@
+inspect $SHARED/real-models/stories260K-family/stories260K-base.safetensors
