@@ -924,3 +924,71 @@ Test(model, open_name_keeps_name)
     free(md);
     free(tmp);
 }
+
+/* ==== the generated families: sharded and GGUF copies of a source ==== */
+
+static void expect_same_model(const char *pa, const char *pb)
+{
+    ms_model *a = open_ok(pa), *b = open_ok(pb);
+    cr_assert_eq(a->n_tensors, b->n_tensors, "%s vs %s", pa, pb);
+    for (size_t i = 0; i < a->n_tensors; i++) {
+        const ms_tensor *x = &a->tensors[i];
+        const ms_tensor *y = ms_model_find(b, x->name);
+        cr_assert_not_null(y, "%s not in %s", x->name, pb);
+        cr_expect_eq(x->n_rows, y->n_rows);
+        cr_expect_eq(x->n_cols, y->n_cols);
+        float *u = read_all(a, x), *v = read_all(b, y);
+        cr_expect_eq(memcmp(u, v, x->n_elems * 4), 0, "%s: %s", pb, x->name);
+        free(u);
+        free(v);
+    }
+    ms_model_close(a);
+    ms_model_close(b);
+}
+
+Test(model, generated_sharded_and_gguf_copies)
+{
+    char *truth_p = ms_test_gen("tiny/truth.json");
+    if (!ms_path_is_file(truth_p)) {
+        free(truth_p);
+        cr_skip_test("generated fixtures are absent (run ctest, or ms-fixtures %s)",
+                     MS_GEN_DIR);
+    }
+    cJSON *truth = load_json(truth_p);
+    const cJSON *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(truth, "sharded")) {
+        char rel[256];
+        snprintf(rel, sizeof(rel), "tiny/%s", e->string);
+        char *sh = ms_test_gen(rel);
+        snprintf(rel, sizeof(rel), "tiny/%s",
+                 cJSON_GetObjectItem(e, "source")->valuestring);
+        char *src = ms_test_gen(rel);
+        ms_model *m = open_ok(sh);
+        cr_expect_eq((double)m->n_files, cJSON_GetObjectItem(e, "n_shards")->valuedouble);
+        ms_model_close(m);
+        expect_same_model(src, sh);
+        free(sh);
+        free(src);
+        n++;
+    }
+    /* F32 GGUF copies hold the source's values, Q/K permuted the llama.cpp
+     * way: reading them in HF order gives the source back exactly */
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(truth, "gguf")) {
+        if (strcmp(cJSON_GetObjectItem(e, "file_type")->valuestring, "F32") != 0)
+            continue;
+        char rel[256];
+        snprintf(rel, sizeof(rel), "tiny/gguf/%s", e->string);
+        char *g = ms_test_gen(rel);
+        snprintf(rel, sizeof(rel), "tiny/%s",
+                 cJSON_GetObjectItem(e, "source")->valuestring);
+        char *src = ms_test_gen(rel);
+        expect_same_model(src, g);
+        free(g);
+        free(src);
+        n++;
+    }
+    cr_expect_gt(n, 0);
+    cJSON_Delete(truth);
+    free(truth_p);
+}
