@@ -100,6 +100,11 @@ static ms_status sort_and_check(ms_model *m, ms_error *err)
     for (size_t i = 0; i < m->n_tensors; i++) {
         const ms_tensor *t = &m->tensors[i];
         /* layer is a function of the name, so duplicates are adjacent */
+        if (i > 0 && strcmp(t->name, m->tensors[i - 1].name) == 0
+            && strcmp(t->source_name, m->tensors[i - 1].source_name) == 0)
+            return ms_error_set(err, MS_ERR_FORMAT, m->files[t->file_index],
+                                (int64_t)t->file_offset,
+                                "tensor '%s' appears twice", t->source_name);
         if (i > 0 && strcmp(t->name, m->tensors[i - 1].name) == 0)
             return ms_error_set(err, MS_ERR_FORMAT, m->files[t->file_index],
                                 (int64_t)t->file_offset,
@@ -390,6 +395,14 @@ static void gguf_dims(ms_model *m, const ms_gguf_file *g)
     }
 }
 
+/* convert_hf_to_gguf stores every "*norm.weight" of Gemma 1-3 as w + 1
+ * (Gemma3n and Gemma4 do not); reading subtracts it again. */
+static bool gemma_plus_one(const char *arch)
+{
+    return strcmp(arch, "gemma") == 0 || strcmp(arch, "gemma2") == 0
+        || strcmp(arch, "gemma3") == 0;
+}
+
 static ms_status add_gguf_tensor(ms_model *m, size_t *cap, int fi,
                                  const ms_gguf_tensor *g, ms_error *err)
 {
@@ -413,6 +426,8 @@ static ms_status add_gguf_tensor(ms_model *m, size_t *cap, int fi,
     t->file_offset = g->offset;
     t->data = m->gguf[fi]->data + g->offset;
     describe(t);
+    if (gemma_plus_one(m->architecture) && ms_str_endswith(t->name, "norm.weight"))
+        t->value_offset = -1.0f;
     if (ms_names_gguf_permuted(m->architecture, t->kind)) {
         int64_t n = t->kind == MS_KIND_ATTN_Q ? m->n_heads : m->n_kv_heads;
         /* -1: permuted, but the head count is unknown (reads fail) */
@@ -715,9 +730,18 @@ static ms_status read_permuted(const ms_model *m, const ms_tensor *t,
     return MS_OK;
 }
 
-ms_status ms_model_read_rows(const ms_model *m, const ms_tensor *t,
-                             int64_t row0, int64_t nrows, float *dst,
-                             ms_error *err)
+static void add_offset(const ms_tensor *t, float *dst, int64_t nrows)
+{
+    if (t->value_offset == 0.0f)
+        return;
+    size_t n = (size_t)(nrows * t->n_cols);
+    for (size_t i = 0; i < n; i++)
+        dst[i] += t->value_offset;
+}
+
+static ms_status read_rows(const ms_model *m, const ms_tensor *t,
+                           int64_t row0, int64_t nrows, float *dst,
+                           ms_error *err)
 {
     if (row0 < 0 || nrows < 0 || row0 > t->n_rows || nrows > t->n_rows - row0)
         return ms_error_set(err, MS_ERR_USAGE, NULL, -1,
@@ -734,6 +758,16 @@ ms_status ms_model_read_rows(const ms_model *m, const ms_tensor *t,
                                    t->data + (uint64_t)row0 * t->row_bytes,
                                    (size_t)(nrows * t->n_cols), dst);
     return st ? decode_err(m, t, st, err) : MS_OK;
+}
+
+ms_status ms_model_read_rows(const ms_model *m, const ms_tensor *t,
+                             int64_t row0, int64_t nrows, float *dst,
+                             ms_error *err)
+{
+    ms_status st = read_rows(m, t, row0, nrows, dst, err);
+    if (!st)
+        add_offset(t, dst, nrows);
+    return st;
 }
 
 void ms_model_release_rows(const ms_model *m, const ms_tensor *t,

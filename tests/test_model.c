@@ -992,3 +992,39 @@ Test(model, generated_sharded_and_gguf_copies)
     cJSON_Delete(truth);
     free(truth_p);
 }
+
+Test(model, gemma_norms_lose_the_plus_one)
+{
+    static const gt G[] = {
+        {"output_norm.weight", 4, 1, 5},
+        {"blk.0.attn_q_norm.weight", 4, 1, 6},
+        {"blk.0.attn_q.weight", 4, 8, 2},
+    };
+    char *tmp = ms_test_tmpdir();
+    char *p = ms_path_join(tmp, "g.gguf");
+    const char *archs[] = {"gemma", "gemma2", "gemma3", "gemma4", "llama"};
+    for (size_t a = 0; a < sizeof(archs) / sizeof(archs[0]); a++) {
+        /* convert_hf_to_gguf stores Gemma 1-3 norms as w + 1 (research notes) */
+        float off = a < 3 ? -1.0f : 0.0f;
+        gguf_write(p, archs[a], 2, 1, -1, -1, G, 3);
+        ms_model *m = open_ok(p);
+        const ms_tensor *n = ms_model_find(m, "model.norm.weight");
+        const ms_tensor *qn = ms_model_find(m, "model.layers.0.self_attn.q_norm.weight");
+        const ms_tensor *q = ms_model_find(m, "model.layers.0.self_attn.q_proj.weight");
+        cr_assert(n && qn && q, "%s", archs[a]);
+        float buf[32];
+        ms_error err;
+        ms_error_clear(&err);
+        cr_assert_eq(ms_model_read_rows(m, n, 0, 1, buf, &err), MS_OK);
+        for (int e = 0; e < 4; e++)
+            cr_expect_eq(buf[e], value(5, (size_t)e) + off, "%s", archs[a]);
+        cr_assert_eq(ms_model_read_rows(m, qn, 0, 1, buf, &err), MS_OK);
+        cr_expect_eq(buf[2], value(6, 2) + off, "%s", archs[a]);
+        /* projections are untouched */
+        cr_assert_eq(ms_model_read_rows(m, q, 0, 1, buf, &err), MS_OK);
+        cr_expect_eq(buf[0], value(2, 0), "%s", archs[a]);
+        ms_model_close(m);
+    }
+    free(p);
+    free(tmp);
+}

@@ -47,7 +47,12 @@ typedef struct ms_tensor {
     uint64_t file_offset;  /* absolute offset of data in its file */
     int file_index;        /* index into ms_model.files */
     int permute_heads;     /* > 0: GGUF rows are llama-permuted with this
-                              many heads; read_rows undoes it */
+                              many heads; read_rows undoes it. -1: permuted
+                              but the head count is missing from the
+                              metadata (read_rows fails with a message) */
+    float value_offset;    /* added to every value read: -1 for the norms
+                              of gemma/gemma2/gemma3 GGUFs, which llama.cpp
+                              stores as weight + 1; else 0 */
 } ms_tensor;
 
 typedef struct ms_model {
