@@ -418,6 +418,26 @@ static void print_tensors(const ms_model *m)
     }
 }
 
+/* llama_ftype names for general.file_type (llama.cpp src/llama.h). */
+static const char *ftype_name(uint64_t v)
+{
+    static const struct { unsigned id; const char *name; } names[] = {
+        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {7, "Q8_0"},
+        {8, "Q5_0"}, {9, "Q5_1"}, {10, "Q2_K"}, {11, "Q3_K_S"},
+        {12, "Q3_K_M"}, {13, "Q3_K_L"}, {14, "Q4_K_S"}, {15, "Q4_K_M"},
+        {16, "Q5_K_S"}, {17, "Q5_K_M"}, {18, "Q6_K"}, {19, "IQ2_XXS"},
+        {20, "IQ2_XS"}, {21, "Q2_K_S"}, {22, "IQ3_XS"}, {23, "IQ3_XXS"},
+        {24, "IQ1_S"}, {25, "IQ4_NL"}, {26, "IQ3_S"}, {27, "IQ3_M"},
+        {28, "IQ2_S"}, {29, "IQ2_M"}, {30, "IQ4_XS"}, {31, "IQ1_M"},
+        {32, "BF16"}, {36, "TQ1_0"}, {37, "TQ2_0"}, {38, "MXFP4_MOE"},
+        {39, "NVFP4"}, {40, "Q1_0"}, {41, "Q2_0"}, {1024, "guessed"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i].id == v)
+            return names[i].name;
+    return NULL;
+}
+
 static void print_metadata(const ms_model *m)
 {
     const ms_gguf_file *g = ms_model_gguf(m);
@@ -429,6 +449,12 @@ static void print_metadata(const ms_model *m)
             escape(&sb, g->kvs[i].key, strlen(g->kvs[i].key), 0, false);
             ms_sb_add(&sb, " = ");
             value_text(&sb, &g->kvs[i].value);
+            const char *ft = NULL;
+            if (strcmp(g->kvs[i].key, "general.file_type") == 0
+                && is_unsigned(g->kvs[i].value.type))
+                ft = ftype_name(g->kvs[i].value.v.u);
+            if (ft)
+                ms_sb_addf(&sb, " (%s)", ft);
             printf("  %s\n", ms_sb_str(&sb));
         }
     } else if (m->st && m->n_files && m->st[0]->n_metadata) {
