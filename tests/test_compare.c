@@ -1,0 +1,220 @@
+/*
+ * test_compare.c - compare against the numpy peer (peer_audit.py's
+ * model_cosine / model_rel_l2 over base, donors and merged), the real
+ * family's README numbers, GGUF against its safetensors source, unmatched
+ * tensors, and thread-count independence.
+ */
+#include <math.h>
+
+#include "analyze_test.h"
+#include "mergescope/analyze.h"
+#include "mergescope/banned.h"
+
+static ms_compare_result *compare(ms_model **m, size_t n, int threads)
+{
+    ms_stream_opts o = {threads, 0, NULL, NULL, 0};
+    ms_compare_result *r = NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_compare_run((const ms_model *const *)m, n, &o, &r, &err), MS_OK,
+                 "%s", err.msg);
+    return r;
+}
+
+static double peer_at(const cJSON *scope, const char *key, size_t i, size_t j)
+{
+    const cJSON *row = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(scope, key), (int)i);
+    return cJSON_GetArrayItem(row, (int)j)->valuedouble;
+}
+
+static void check_scope(const ms_compare_scope *sc, const cJSON *peer, size_t n,
+                        const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++) {
+            const ms_pair_figures *f = &sc->pairs[ms_gram_pair_index(n, i, j)];
+            cr_assert_eq(f->a, i);
+            cr_assert_eq(f->b, j);
+            cr_assert_float_eq(f->cosine, peer_at(peer, "model_cosine", i, j), 1e-6,
+                               "%s cosine %zu-%zu", what, i, j);
+            cr_assert_float_eq(f->rel_l2, peer_at(peer, "model_rel_l2", i, j), 1e-6,
+                               "%s rel_l2 %zu-%zu: %.9f", what, i, j, f->rel_l2);
+        }
+}
+
+Test(compare, equals_numpy_peer)
+{
+    char *dir = an_ref_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench or /usr/bin/python3 is absent");
+    const char *names[] = {"fam/base", "fam/donor1", "fam/donor2", "fam/donor3", "merged-ties"};
+    ms_model *m[5];
+    for (int i = 0; i < 5; i++)
+        m[i] = an_open(dir, names[i]);
+    ms_compare_result *r = compare(m, 5, 2);
+    cJSON *p = an_load_json(dir, "peer-ties.json");
+    check_scope(&r->overall, cJSON_GetObjectItemCaseSensitive(p, "overall"), 5, "overall");
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(p, "layers");
+    cr_assert_eq((size_t)cJSON_GetArraySize(layers), r->n_layers);
+    for (size_t l = 0; l < r->n_layers; l++) {
+        const cJSON *pl = cJSON_GetArrayItem(layers, (int)l);
+        cr_assert_eq((int)an_num(pl, "layer"), r->layers[l].layer);
+        check_scope(&r->layers[l], pl, 5, "layer");
+    }
+    const cJSON *pt;
+    size_t seen = 0;
+    cJSON_ArrayForEach(pt, cJSON_GetObjectItemCaseSensitive(p, "tensors")) {
+        const char *name = cJSON_GetObjectItemCaseSensitive(pt, "name")->valuestring;
+        for (size_t t = 0; t < r->n_tensors; t++)
+            if (!strcmp(r->tensors[t].name, name)) {
+                check_scope(&r->tensors[t], pt, 5, name);
+                seen++;
+            }
+    }
+    cr_assert_eq(seen, r->n_tensors);
+    cr_assert_eq(r->n_unmatched, 0);
+    /* donors are continuous float32 deltas: no identical elements */
+    cr_assert_lt(r->overall.pairs[ms_gram_pair_index(5, 0, 1)].identical, 0.01);
+    cJSON_Delete(p);
+    ms_compare_result_free(r);
+    for (int i = 0; i < 5; i++)
+        ms_model_close(m[i]);
+    free(dir);
+}
+
+Test(compare, bit_identical_whatever_the_threads)
+{
+    char *dir = an_ref_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench or /usr/bin/python3 is absent");
+    ms_model *m[3] = {an_open(dir, "fam/base"), an_open(dir, "fam/donor1"),
+                      an_open(dir, "merged-task_arithmetic")};
+    ms_compare_result *a = compare(m, 3, 1), *b = compare(m, 3, 2);
+    for (size_t t = 0; t < a->n_tensors; t++)
+        for (size_t p = 0; p < a->n_pairs; p++)
+            cr_assert(memcmp(&a->tensors[t].pairs[p], &b->tensors[t].pairs[p],
+                             sizeof(ms_pair_figures)) == 0);
+    cr_assert(memcmp(a->overall.pairs, b->overall.pairs, 3 * sizeof(ms_pair_figures)) == 0);
+    ms_compare_result_free(a);
+    ms_compare_result_free(b);
+    for (int i = 0; i < 3; i++)
+        ms_model_close(m[i]);
+    free(dir);
+}
+
+Test(compare, lists_tensors_missing_somewhere)
+{
+    char *dir = an_ref_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench or /usr/bin/python3 is absent");
+    /* the stack has 13 layers, the donor 6: layers 6..12 exist only in
+     * the stack and must be listed, not dropped silently */
+    ms_model *m[2] = {an_open(dir, "fam/donor1"), an_open(dir, "merged-stack")};
+    ms_compare_result *r = compare(m, 2, 2);
+    size_t extra = 0;
+    for (size_t i = 0; i < r->n_unmatched; i++) {
+        cr_assert_eq(r->unmatched[i].model, 0, "missing in the donor");
+        cr_assert_eq(r->unmatched[i].reason, 0);
+        extra++;
+    }
+    cr_assert_eq(extra, 7 * 9, "7 layers of 9 tensors: %zu", extra);
+    /* layer 0 of the stack is donor1's layer 0 */
+    cr_assert_eq(r->layers[0].layer, 0);
+    cr_assert_float_eq(r->layers[0].pairs[0].identical, 1.0, 0);
+    cr_assert_float_eq(r->layers[0].pairs[0].rel_l2, 0.0, 0);
+    cr_assert_lt(r->layers[4].pairs[0].cosine, 0.5, "stack layer 4 is donor2's layer 2");
+    ms_compare_result_free(r);
+    ms_model_close(m[0]);
+    ms_model_close(m[1]);
+    free(dir);
+}
+
+/* ------------------------------------------------------------ real family */
+
+static ms_model *real(const char *file)
+{
+    char *dir = ms_test_shared("real-models/stories260K-family");
+    if (!dir)
+        return NULL;
+    ms_model *m = an_open(dir, file);
+    free(dir);
+    return m;
+}
+
+Test(compare, real_family_readme_norms)
+{
+    ms_model *m[5] = {real("stories260K-base.safetensors"), NULL, NULL, NULL, NULL};
+    if (!m[0])
+        cr_skip_test("../shared/fixtures is absent");
+    m[1] = real("stories260K-ft-kjv.safetensors");
+    m[2] = real("stories260K-ft-devil.safetensors");
+    m[3] = real("stories260K-ft-pycode.safetensors");
+    m[4] = real("stories260K-merge-ties.safetensors");
+    ms_compare_result *r = compare(m, 5, 2);
+    /* ||tau|| of each donor and ||merge - base||, README "Reference values" */
+    const double want[4] = {4.542237, 3.244760, 4.682302, 4.992456};
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_float_eq(r->overall.pairs[ms_gram_pair_index(5, 0, i + 1)].l2, want[i], 1e-6,
+                           "model %zu: %.7f", i + 1,
+                           r->overall.pairs[ms_gram_pair_index(5, 0, i + 1)].l2);
+    /* ||tau_a - tau_b||^2 = |a|^2 + |b|^2 - 2 cos |a||b| with the README cosines */
+    double cos_kd = 0.323099;
+    double d = sqrt(want[0] * want[0] + want[1] * want[1] - 2 * cos_kd * want[0] * want[1]);
+    cr_assert_float_eq(r->overall.pairs[ms_gram_pair_index(5, 1, 2)].l2, d, 2e-6);
+    cr_assert_eq(r->n_tensors, 47);
+    ms_compare_result_free(r);
+    for (int i = 0; i < 5; i++)
+        ms_model_close(m[i]);
+}
+
+Test(compare, gguf_against_its_safetensors_source)
+{
+    ms_model *m[4] = {real("stories260K-merge-ta.safetensors"), NULL, NULL, NULL};
+    if (!m[0])
+        cr_skip_test("../shared/fixtures is absent");
+    m[1] = real("stories260K-merge-ta.f32.gguf");
+    m[2] = real("stories260K-merge-ta.Q8_0.gguf");
+    m[3] = real("stories260K-base.safetensors");
+    ms_compare_result *r = compare(m, 4, 2);
+    cr_assert_eq(r->n_tensors, 47);
+    cr_assert_eq(r->n_unmatched, 0);
+    /* F32 GGUF: names mapped, Q/K un-permuted: bit-identical */
+    const ms_pair_figures *f = &r->overall.pairs[ms_gram_pair_index(4, 0, 1)];
+    cr_assert_eq(f->identical, 1.0);
+    cr_assert_eq(f->max_abs, 0.0);
+    cr_assert_eq(f->l2, 0.0);
+    for (size_t t = 0; t < r->n_tensors; t++)
+        cr_assert_eq(r->tensors[t].pairs[ms_gram_pair_index(4, 0, 1)].identical, 1.0,
+                     "%s", r->tensors[t].name);
+    /* Q8_0: close (8-bit blocks), far closer than the base is */
+    const ms_pair_figures *q = &r->overall.pairs[ms_gram_pair_index(4, 0, 2)];
+    const ms_pair_figures *b = &r->overall.pairs[ms_gram_pair_index(4, 0, 3)];
+    cr_assert_gt(q->cosine, 0.9999);
+    cr_assert_lt(q->rel_l2, 0.01);
+    cr_assert_lt(q->rel_l2, b->rel_l2 / 3);
+    /* merge-ta vs base: ||M|| from the README over ||merge-ta|| */
+    cr_assert_float_eq(b->l2, 3.060493, 1e-6);
+    ms_compare_result_free(r);
+    for (int i = 0; i < 4; i++)
+        ms_model_close(m[i]);
+}
+
+Test(compare, cli_needs_two_models)
+{
+    const char *argv[] = {"compare", "only-one", NULL};
+    char *out = NULL, *errout = NULL;
+    cr_assert_eq(ms_test_run(argv, &out, &errout), 2);
+    cr_assert(strstr(errout, "at least two"), "%s", errout);
+    free(out);
+    free(errout);
+}
+
+Test(compare, gram_pair_index_is_dense)
+{
+    for (size_t k = 2; k < 9; k++) {
+        size_t want = 0;
+        for (size_t i = 0; i < k; i++)
+            for (size_t j = i + 1; j < k; j++)
+                cr_assert_eq(ms_gram_pair_index(k, i, j), want++);
+    }
+}
