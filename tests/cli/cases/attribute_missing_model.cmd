@@ -1,0 +1,1 @@
+attribute --base no-such-base merged donor --quiet

@@ -1,0 +1,1 @@
+attribute --base $SHARED/real-models/stories260K-family/stories260K-base.safetensors $SHARED/real-models/stories260K-family/stories260K-merge-ties.safetensors $SHARED/real-models/stories260K-family/stories260K-ft-kjv.safetensors $SHARED/real-models/stories260K-family/stories260K-ft-devil.safetensors $SHARED/real-models/stories260K-family/stories260K-ft-pycode.safetensors --quiet

@@ -1,0 +1,1 @@
+compare just-one-model

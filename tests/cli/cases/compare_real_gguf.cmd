@@ -1,0 +1,1 @@
+compare $SHARED/real-models/stories260K-family/stories260K-base.safetensors $SHARED/real-models/stories260K-family/stories260K-merge-ta.safetensors $SHARED/real-models/stories260K-family/stories260K-merge-ta.f32.gguf --quiet

@@ -1,0 +1,1 @@
+provenance --emit-recipe $TMP/out.yml merged

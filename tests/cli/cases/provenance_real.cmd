@@ -1,0 +1,1 @@
+provenance $SHARED/real-models/stories260K-family/stories260K-merge-ta.f32.gguf $SHARED/real-models/stories260K-family/stories260K-base.safetensors $SHARED/real-models/stories260K-family/stories260K-ft-kjv.safetensors --quiet
