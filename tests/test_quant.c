@@ -1,0 +1,285 @@
+/*
+ * test_quant.c - quantization error against the numpy summaries shipped
+ * with the real llama-quantize fixtures, importance weighting, and plans.
+ *
+ * ref/X.summary.json was computed by numpy in float64 against
+ * source/model-f32.gguf (GGUF orientation). The same figures must come out
+ * with the GGUF source and with the safetensors source (HF row order: the
+ * Q/K permutation is undone on both sides, and every figure is invariant
+ * under a row permutation).
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "mergescope/imatrix.h"
+#include "mergescope/model.h"
+#include "mergescope/quant.h"
+#include "mergescope/util.h"
+#include "testutil.h"
+
+static char *shared_or_skip(const char *rel)
+{
+    char *p = ms_test_shared(rel);
+    if (!p || (!ms_path_is_file(p) && !ms_path_is_dir(p)))
+        cr_skip_test("shared fixture %s not found", rel);
+    return p;
+}
+
+static ms_model *open_model(const char *rel)
+{
+    char *p = shared_or_skip(rel);
+    ms_model *m = NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_model_open(p, &m, &err), MS_OK, "%s: %s", rel, err.msg);
+    free(p);
+    return m;
+}
+
+static cJSON *load_json(const char *rel)
+{
+    char *p = shared_or_skip(rel), *text = NULL;
+    size_t len;
+    ms_error err;
+    cr_assert_eq(ms_read_file(p, 1 << 24, &text, &len, &err), MS_OK);
+    cJSON *j = cJSON_Parse(text);
+    cr_assert_not_null(j);
+    free(text);
+    free(p);
+    return j;
+}
+
+static void near(double got, double want, const char *what, const char *name)
+{
+    double tol = 1e-6 * fabs(want) + 1e-12;
+    cr_assert(fabs(got - want) <= tol, "%s %s: got %.17g, numpy %.17g", name, what, got, want);
+}
+
+static double jnum(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    cr_assert(cJSON_IsNumber(v), "missing %s", k);
+    return v->valuedouble;
+}
+
+static ms_quant_result *run(const ms_model *m, const ms_model *ref, const ms_imatrix *im,
+                            int threads)
+{
+    ms_stream_opts so;
+    memset(&so, 0, sizeof(so));
+    so.threads = threads;
+    ms_quant_result *r = NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_quant_run(m, ref, im, &so, &r, &err), MS_OK, "%s", err.msg);
+    return r;
+}
+
+static void check_against_summary(const char *stem, const ms_model *ref)
+{
+    char rel[256];
+    snprintf(rel, sizeof(rel), "real-gguf/gguf/%s.gguf", stem);
+    ms_model *m = open_model(rel);
+    snprintf(rel, sizeof(rel), "real-gguf/ref/%s.summary.json", stem);
+    cJSON *sum = load_json(rel);
+    ms_quant_result *r = run(m, ref, NULL, 2);
+    cr_assert_eq(r->n_unmatched, 0, "%s: unmatched tensors", stem);
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(sum, "tensors");
+    cr_assert_eq((size_t)cJSON_GetArraySize(ts), r->n_tensors, "%s: tensor count", stem);
+    const cJSON *t;
+    cJSON_ArrayForEach(t, ts) {
+        const char *name = cJSON_GetObjectItemCaseSensitive(t, "name")->valuestring;
+        const ms_quant_tensor *q = NULL;
+        for (size_t i = 0; i < r->n_tensors; i++)
+            if (!strcmp(r->tensors[i].source_name, name))
+                q = &r->tensors[i];
+        cr_assert_not_null(q, "%s: %s not compared", stem, name);
+        cr_assert_str_eq(ms_dtype_name(q->type),
+                         cJSON_GetObjectItemCaseSensitive(t, "ggml_type")->valuestring);
+        near(q->fig.rmse, jnum(t, "rmse"), "rmse", name);
+        near(q->fig.max_abs, jnum(t, "max_abs"), "max_abs", name);
+        near(q->fig.cosine, jnum(t, "cosine"), "cosine", name);
+        near(q->fig.rel_rmse, jnum(t, "rel_rmse"), "rel_rmse", name);
+        near(q->bpw, jnum(t, "bits_per_weight"), "bpw", name);
+        cr_assert_eq(q->sums.e2 == 0, cJSON_IsTrue(cJSON_GetObjectItem(t, "exact")), "%s exact", name);
+        cr_assert(isnan(q->fig.weighted_rel_err), "no imatrix: weighted error undefined");
+    }
+    near(r->overall.fig.rmse, jnum(sum, "overall_rmse"), "overall rmse", stem);
+    near(r->bits_per_weight, jnum(sum, "total_bits_per_weight"), "bpw", stem);
+    ms_quant_result_free(r);
+    cJSON_Delete(sum);
+    ms_model_close(m);
+}
+
+/* Every real fixture against both sources. */
+Test(quant, errors_match_numpy_summaries)
+{
+    ms_model *gsrc = open_model("real-gguf/source/model-f32.gguf");
+    ms_model *ssrc = open_model("real-gguf/source/model-f32.safetensors");
+    char *dir = shared_or_skip("real-gguf/gguf");
+    DIR *d = opendir(dir);
+    cr_assert(d);
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d))) {
+        if (!ms_str_endswith(de->d_name, ".gguf"))
+            continue;
+        char stem[256];
+        snprintf(stem, sizeof(stem), "%.*s", (int)strlen(de->d_name) - 5, de->d_name);
+        check_against_summary(stem, gsrc);
+        check_against_summary(stem, ssrc);
+        n++;
+    }
+    closedir(d);
+    cr_assert_eq(n, 24);
+    free(dir);
+    ms_model_close(gsrc);
+    ms_model_close(ssrc);
+}
+
+/* Pooled figures: a type's rel_rmse is sqrt(sum e^2 / sum r^2) over its
+ * tensors, shares add up to 1, and threads do not change a bit. */
+Test(quant, pooled_groups_and_determinism)
+{
+    ms_model *m = open_model("real-gguf/gguf/model-MIXED.gguf");
+    ms_model *ref = open_model("real-gguf/source/model-f32.safetensors");
+    ms_quant_result *a = run(m, ref, NULL, 1), *b = run(m, ref, NULL, 2);
+    double share = 0;
+    for (size_t i = 0; i < a->n_types; i++) {
+        double e2 = 0, r2 = 0;
+        for (size_t t = 0; t < a->n_tensors; t++)
+            if (a->tensors[t].type == a->types[i].type) {
+                e2 += a->tensors[t].sums.e2;
+                r2 += a->tensors[t].sums.r2;
+            }
+        near(a->types[i].fig.rel_rmse, sqrt(e2 / r2), "type rel_rmse",
+             ms_dtype_name(a->types[i].type));
+        share += a->types[i].share;
+    }
+    near(share, 1.0, "shares", "MIXED");
+    /* the MIXED recipe: IQ4_NL, IQ3_S, Q5_K and F32 (README) */
+    cr_assert_eq(a->n_types, 4);
+    cr_assert_eq(a->n_layers, 3, "non-layer tensors, then layers 0 and 1");
+    cr_assert_eq(a->layers[0].layer, -1);
+    for (size_t t = 0; t < a->n_tensors; t++)
+        cr_assert(!memcmp(&a->tensors[t].sums, &b->tensors[t].sums, sizeof(ms_quant_sums)),
+                  "%s differs between 1 and 2 threads", a->tensors[t].name);
+    ms_quant_result_free(a);
+    ms_quant_result_free(b);
+    ms_model_close(m);
+    ms_model_close(ref);
+}
+
+/* With the imatrix, the weighted error is computed from the same numbers
+ * in numpy (an independent float64 computation). */
+Test(quant, weighted_error_matches_numpy)
+{
+    ms_model *m = open_model("real-gguf/gguf/model-IQ2_XS.gguf");
+    ms_model *ref = open_model("real-gguf/source/model-f32.gguf");
+    char *imp = shared_or_skip("real-gguf/source/imatrix.gguf");
+    ms_imatrix *im = NULL;
+    ms_error err;
+    cr_assert_eq(ms_imatrix_load(imp, &im, &err), MS_OK);
+    ms_quant_result *r = run(m, ref, im, 2);
+    /* numpy: w = in_sum2/counts; sqrt(sum w (q-r)^2 / sum w r^2), q from
+     * gguf-py's dequantize (equal to ours bit for bit, see test_dequant) */
+    char *dir = shared_or_skip("real-gguf");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "/usr/bin/python3 - '%s' <<'EOF'\n"
+             "import json, sys, struct, numpy as np\n"
+             "d = sys.argv[1]\n"
+             "def tensors(path):\n"
+             "    b = open(path, 'rb').read(); o = 8\n"
+             "    n_t, n_kv = struct.unpack_from('<QQ', b, o); o += 16\n"
+             "    def s(o):\n"
+             "        n, = struct.unpack_from('<Q', b, o); return b[o+8:o+8+n].decode(), o+8+n\n"
+             "    def val(t, o):\n"
+             "        if t == 8: return s(o)\n"
+             "        if t == 9:\n"
+             "            et, n = struct.unpack_from('<IQ', b, o); o += 12; v = []\n"
+             "            for _ in range(n): x, o = val(et, o); v.append(x)\n"
+             "            return v, o\n"
+             "        sz = {0:1,1:1,2:2,3:2,4:4,5:4,6:4,7:1,10:8,11:8,12:8}[t]\n"
+             "        return None, o + sz\n"
+             "    for _ in range(n_kv):\n"
+             "        k, o = s(o); t, = struct.unpack_from('<I', b, o); _, o = val(t, o + 4)\n"
+             "    out = {}\n"
+             "    for _ in range(n_t):\n"
+             "        name, o = s(o); nd, = struct.unpack_from('<I', b, o); o += 4\n"
+             "        ne = struct.unpack_from('<%%dQ' %% nd, b, o); o += 8 * nd\n"
+             "        ty, off = struct.unpack_from('<IQ', b, o); o += 12\n"
+             "        out[name] = (ne, off)\n"
+             "    return b, out, (o + 31) // 32 * 32\n"
+             "b, im, ds = tensors(d + '/source/imatrix.gguf')\n"
+             "sb, src, sds = tensors(d + '/source/model-f32.gguf')\n"
+             "ref = json.load(open(d + '/ref/model-IQ2_XS.ref.json'))\n"
+             "for t in ref['tensors']:\n"
+             "    k = t['name'] + '.in_sum2'\n"
+             "    if k not in im: continue\n"
+             "    ne, off = im[k]; s2 = np.frombuffer(b, '<f4', ne[0], ds + off).astype(np.float64)\n"
+             "    ne2, off2 = im[t['name'] + '.counts']; c = np.frombuffer(b, '<f4', 1, ds + off2)[0]\n"
+             "    w = s2 / c\n"
+             "    ne3, off3 = src[t['name']]; n = ne3[0] * ne3[1]\n"
+             "    r = np.frombuffer(sb, '<f4', n, sds + off3).astype(np.float64).reshape(ne3[1], ne3[0])\n"
+             "    print(t['name'], '%%.17g' %% (w * r * r).sum())\n"
+             "EOF",
+             dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    char line[512];
+    int seen = 0;
+    while (fgets(line, sizeof(line), p)) {
+        char name[256];
+        double wr2;
+        cr_assert_eq(sscanf(line, "%255s %lf", name, &wr2), 2, "python: %s", line);
+        for (size_t i = 0; i < r->n_tensors; i++)
+            if (!strcmp(r->tensors[i].source_name, name)) {
+                cr_assert(r->tensors[i].weighted);
+                near(r->tensors[i].sums.wr2, wr2, "sum w r^2", name);
+                cr_assert(isfinite(r->tensors[i].fig.weighted_rel_err));
+                seen++;
+            }
+    }
+    cr_assert_eq(pclose(p), 0);
+    cr_assert_eq(seen, 15, "every imatrix entry weighted one tensor");
+    for (size_t i = 0; i < r->n_tensors; i++)
+        if (!strcmp(r->tensors[i].source_name, "token_embd.weight"))
+            cr_assert(isnan(r->tensors[i].fig.weighted_rel_err), "no entry: null");
+    ms_quant_result_free(r);
+    ms_imatrix_free(im);
+    free(imp);
+    free(dir);
+    ms_model_close(m);
+    ms_model_close(ref);
+}
+
+/* An imatrix made for another model is refused with a mismatch error. */
+Test(quant, imatrix_for_another_model)
+{
+    ms_model *m = open_model("real-models/stories260K-family/stories260K-base.Q8_0.gguf");
+    ms_model *ref = open_model("real-models/stories260K-family/stories260K-base.f32.gguf");
+    char *imp = shared_or_skip("real-gguf/source/imatrix.gguf");
+    ms_imatrix *im = NULL;
+    ms_error err;
+    cr_assert_eq(ms_imatrix_load(imp, &im, &err), MS_OK);
+    ms_error_clear(&err);
+    ms_stream_opts so;
+    memset(&so, 0, sizeof(so));
+    so.threads = 1;
+    ms_quant_result *r = NULL;
+    cr_assert_eq(ms_quant_run(m, ref, im, &so, &r, &err), MS_ERR_MISMATCH);
+    cr_assert_null(r);
+    cr_assert(strstr(err.msg, "another model"), "%s", err.msg);
+    cr_assert_eq(ms_error_exit_code(&err), 2);
+    ms_imatrix_free(im);
+    free(imp);
+    ms_model_close(m);
+    ms_model_close(ref);
+}
