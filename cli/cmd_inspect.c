@@ -125,6 +125,26 @@ static bool escape(ms_sb *sb, const char *s, uint64_t n, uint64_t max, bool json
     return false;
 }
 
+/* An escaped copy of a NUL-terminated string from a file (caller frees;
+ * NULL only when memory runs out). */
+static char *esc(const char *s, bool json)
+{
+    ms_sb sb = MS_SB_INIT;
+    escape(&sb, s, strlen(s), 0, json);
+    ms_sb_add(&sb, "");
+    return ms_sb_detach(&sb);
+}
+
+/* Add a string from a file to a JSON object, made valid UTF-8. */
+static void add_file_str(cJSON *o, const char *key, const char *val)
+{
+    char *k = esc(key, true), *v = esc(val, true);
+    if (k && v)
+        cJSON_AddStringToObject(o, k, v);
+    free(k);
+    free(v);
+}
+
 /* ==== GGUF metadata ==== */
 
 static const char *value_type_name(ms_gguf_type t)
@@ -252,8 +272,8 @@ static void value_text(ms_sb *sb, const ms_gguf_value *v)
 static cJSON *tensor_json(const ms_tensor *t)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "name", t->name);
-    cJSON_AddStringToObject(o, "source_name", t->source_name);
+    add_file_str(o, "name", t->name);
+    add_file_str(o, "source_name", t->source_name);
     if (t->layer >= 0)
         cJSON_AddNumberToObject(o, "layer", t->layer);
     else
@@ -286,7 +306,7 @@ static cJSON *metadata_json(const ms_model *m)
     } else if (m->st && m->n_files) {
         const ms_st_file *s = m->st[0];
         for (size_t i = 0; i < s->n_metadata; i++)
-            cJSON_AddStringToObject(md, s->metadata[i].key, s->metadata[i].value);
+            add_file_str(md, s->metadata[i].key, s->metadata[i].value);
     }
     return md;
 }
@@ -307,7 +327,7 @@ static cJSON *build_json(const ms_model *m, const type_row *rows, size_t n_rows)
     cJSON *files = cJSON_AddArrayToObject(root, "files");
     for (size_t i = 0; i < m->n_files; i++)
         cJSON_AddItemToArray(files, cJSON_CreateString(ms_path_basename(m->files[i])));
-    cJSON_AddStringToObject(root, "architecture", m->architecture);
+    add_file_str(root, "architecture", m->architecture);
     cJSON_AddNumberToObject(root, "n_layers", m->n_layers);
     add_dim(root, "hidden_size", m->hidden_size);
     add_dim(root, "n_heads", m->n_heads);
@@ -361,7 +381,9 @@ static void print_summary(const ms_model *m, const char *shown_name)
     printf("model:        %s\n", shown_name);
     printf("format:       %s (%zu file%s)\n", ms_format_name(m->format),
            m->n_files, m->n_files == 1 ? "" : "s");
-    printf("architecture: %s\n", m->architecture);
+    char *arch = esc(m->architecture, false);
+    printf("architecture: %s\n", arch ? arch : "?");
+    free(arch);
     printf("layers:       %d\n", m->n_layers);
     if (m->hidden_size || m->n_heads || m->vocab_size)
         printf("dimensions:   hidden %lld, heads %lld, kv heads %lld, vocab %lld\n",
@@ -395,8 +417,14 @@ static void print_types(const ms_model *m, const type_row *rows, size_t n)
 static void print_tensors(const ms_model *m)
 {
     int wn = 4, ws = 6;
+    char **names = ms_zalloc_array(2 * m->n_tensors + 1, sizeof(char *));
+    if (!names)
+        return;
     for (size_t i = 0; i < m->n_tensors; i++) {
-        int a = (int)strlen(m->tensors[i].name), b = (int)strlen(m->tensors[i].source_name);
+        names[2 * i] = esc(m->tensors[i].name, false);
+        names[2 * i + 1] = esc(m->tensors[i].source_name, false);
+        int a = names[2 * i] ? (int)strlen(names[2 * i]) : 0;
+        int b = names[2 * i + 1] ? (int)strlen(names[2 * i + 1]) : 0;
         wn = a > wn ? a : wn;
         ws = b > ws ? b : ws;
     }
@@ -412,10 +440,15 @@ static void print_tensors(const ms_model *m)
             snprintf(layer, sizeof(layer), "%d", t->layer);
         else
             snprintf(layer, sizeof(layer), "-");
-        printf("%-*s %-*s %5s %-11s %-8s %-16s %12llu\n", wn, t->name, ws,
-               t->source_name, layer, ms_kind_name(t->kind),
-               ms_dtype_name(t->dtype), shape, (unsigned long long)t->nbytes);
+        printf("%-*s %-*s %5s %-11s %-8s %-16s %12llu\n", wn,
+               names[2 * i] ? names[2 * i] : "?", ws,
+               names[2 * i + 1] ? names[2 * i + 1] : "?", layer,
+               ms_kind_name(t->kind), ms_dtype_name(t->dtype), shape,
+               (unsigned long long)t->nbytes);
     }
+    for (size_t i = 0; i < 2 * m->n_tensors; i++)
+        free(names[i]);
+    free(names);
 }
 
 /* llama_ftype names for general.file_type (llama.cpp src/llama.h). */

@@ -257,7 +257,7 @@ static void write_odd_gguf(const char *path)
     ms_sb b = MS_SB_INIT;
     put(&b, "GGUF", 4);
     put_u32(&b, 3);
-    put_u64(&b, 1);
+    put_u64(&b, 2);
     put_u64(&b, 4);
     put_bytes(&b, "general.architecture", 20);
     put_u32(&b, 8);
@@ -285,9 +285,15 @@ static void write_odd_gguf(const char *path)
     put_u64(&b, 2);
     put_u32(&b, 0);
     put_u64(&b, 0);
+    /* a tensor name that is neither printable nor UTF-8 */
+    put_bytes(&b, "x\x02\xfe.weight", 10);
+    put_u32(&b, 1);
+    put_u64(&b, 8);
+    put_u32(&b, 0);
+    put_u64(&b, 32);
     while (b.len % 32)
         ms_sb_addc(&b, 0);
-    float z[8] = {0};
+    float z[16] = {0};
     put(&b, z, sizeof(z));
     cr_assert(ms_test_write(path, b.buf, b.len));
     ms_sb_free(&b);
@@ -304,6 +310,7 @@ Test(inspect, metadata_escaped_and_summarised)
     cr_expect(strstr(so, "general.name = \"a\\x01\\\"b\\xff\xc3\xa9\""), "%s", so);
     cr_expect(strstr(so, "test.ids = array[100] of uint32: [0, 3, 6, ...]"), "%s", so);
     cr_expect(strstr(so, "test.short = [-1, 0, 1]"), "%s", so);
+    cr_expect(strstr(so, "x\\x02\\xfe.weight"), "%s", so);
     free(so);
     free(se);
     cJSON *j = inspect_json(p, tmp);
@@ -317,6 +324,8 @@ Test(inspect, metadata_escaped_and_summarised)
     cr_expect_gt(cJSON_GetArraySize(head), 0);
     for (int i = 0; i < cJSON_GetArraySize(head); i++)
         cr_expect_eq(cJSON_GetArrayItem(head, i)->valuedouble, 3 * i);
+    const cJSON *ts = cJSON_GetObjectItem(j, "tensors");
+    cr_expect_not_null(find_by(ts, "source_name", "x\x02\\xfe.weight"));
     const cJSON *sh = cJSON_GetObjectItem(md, "test.short");
     cr_expect(cJSON_IsArray(sh));
     cr_expect_eq(cJSON_GetArraySize(sh), 3);
