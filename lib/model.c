@@ -2,6 +2,7 @@
  * model.c - open a model in any supported layout, describe its tensors
  * under canonical names, and read rows as float32 in HF order.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,30 +510,97 @@ static bool file_is_gguf(const char *path)
     return n == 4 && memcmp(magic, "GGUF", 4) == 0;
 }
 
+/*
+ * A folder of GGUF files (a "-GGUF" repository snapshot): the one model in
+ * it, a split counting once by its first file. *out is NULL when there is
+ * none; MS_ERR_USAGE names them when there are several.
+ */
+static ms_status find_dir_gguf(const char *dir, char **out, ms_error *err)
+{
+    DIR *d = opendir(dir);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    ms_status st = MS_OK;
+    *out = NULL;
+    if (!d)
+        return MS_OK;
+    while ((e = readdir(d)) != NULL) {
+        size_t plen;
+        int idx, count;
+        if (!ms_str_endswith(e->d_name, ".gguf")
+            || (parse_split(e->d_name, &plen, &idx, &count) && idx != 1))
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            char **g = ms_realloc_array(names, nc, sizeof(char *));
+            if (!g)
+                break;
+            names = g;
+            cap = nc;
+        }
+        if (!(names[n] = ms_strdup(e->d_name)))
+            break;
+        n++;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(names, n, sizeof(char *), str_cmp);
+    if (n == 1) {
+        *out = ms_path_join(dir, names[0]);
+    } else if (n > 1) {
+        ms_sb sb = MS_SB_INIT;
+        for (size_t i = 0; i < n; i++) {
+            ms_sb_add(&sb, i ? ", " : "");
+            ms_sb_add(&sb, names[i]);
+        }
+        st = ms_error_set(err, MS_ERR_USAGE, dir, -1,
+                          "the folder holds %zu GGUF models (%s): name one",
+                          n, ms_sb_str(&sb));
+        ms_sb_free(&sb);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return st;
+}
+
 static ms_status open_dir(ms_model *m, const char *dir, ms_error *err)
 {
     char *index = ms_path_join(dir, "model.safetensors.index.json");
     char *single = ms_path_join(dir, "model.safetensors");
     char *config = ms_path_join(dir, "config.json");
+    char *gguf = NULL;
     ms_status st = MS_OK;
     if (!index || !single || !config) {
         st = ms_error_set(err, MS_ERR_NOMEM, dir, -1, "out of memory");
+        goto done;
+    }
+    bool st_model = ms_path_is_file(index) || ms_path_is_file(single);
+    if (!st_model) {
+        if ((st = find_dir_gguf(dir, &gguf, err)))
+            goto done;
+        if (gguf) {
+            m->format = MS_FORMAT_GGUF;
+            st = open_gguf(m, gguf, err);
+            goto done;
+        }
+        st = ms_error_set(err, MS_ERR_NOTFOUND, dir, -1,
+                          "no model.safetensors, model.safetensors.index.json "
+                          "or .gguf file in this directory");
         goto done;
     }
     if (ms_path_is_file(config) && (st = read_config(m, config, err)))
         goto done;
     if (ms_path_is_file(index))
         st = open_st_shards(m, dir, index, err);
-    else if (ms_path_is_file(single))
-        st = open_st_single(m, single, err);
     else
-        st = ms_error_set(err, MS_ERR_NOTFOUND, dir, -1,
-                          "no model.safetensors or "
-                          "model.safetensors.index.json in this directory");
+        st = open_st_single(m, single, err);
 done:
     free(index);
     free(single);
     free(config);
+    free(gguf);
     return st;
 }
 

@@ -713,6 +713,18 @@ Test(model, split_gguf)
     m = open_ok(b);
     cr_expect_eq(m->n_tensors, 4);
     ms_model_close(m);
+    /* so does the folder (a "-GGUF" repository snapshot) */
+    m = open_ok(tmp);
+    cr_expect_eq(m->format, MS_FORMAT_GGUF);
+    cr_expect_eq(m->n_files, 2);
+    ms_model_close(m);
+    /* but not when it holds two models */
+    char *c = ms_path_join(tmp, "another.gguf");
+    gguf_write(c, "llama", 2, 1, -1, -1, SPLIT_A, 2);
+    ms_error err;
+    cr_expect_eq(open_err(tmp, &err), MS_ERR_USAGE);
+    cr_expect(strstr(err.msg, "(another.gguf, m-00001-of-00002.gguf)"), "%s", err.msg);
+    free(c);
     free(a);
     free(b);
     free(tmp);
