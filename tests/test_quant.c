@@ -283,3 +283,149 @@ Test(quant, imatrix_for_another_model)
     ms_model_close(m);
     ms_model_close(ref);
 }
+
+/* ================================================================ plans */
+
+static ms_plan *make_plan(const ms_model *src, const char *policy, const ms_imatrix *im)
+{
+    ms_plan_policy p;
+    ms_error err;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_plan_policy_parse(policy, &p, &err), MS_OK, "%s", err.msg);
+    ms_plan *pl = NULL;
+    cr_assert_eq(ms_plan_make(src, &p, im, NULL, &pl, &err), MS_OK, "%s", err.msg);
+    return pl;
+}
+
+static ms_plan_check *check(const char *text, const ms_model *m)
+{
+    ms_plan_check *c = NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_plan_check_run(text, "plan.txt", m, &c, &err), MS_OK, "%s", err.msg);
+    return c;
+}
+
+/* The README's MIXED recipe, as the llama-quantize flags it lists. */
+static const char readme_recipe[] =
+    "--token-embedding-type q5_K --output-tensor-type q5_K\n"
+    "--tensor-type attn_q=iq4_nl --tensor-type attn_k=iq4_nl\n"
+    "--tensor-type attn_v=iq4_nl --tensor-type attn_output=iq4_nl\n"
+    "--tensor-type blk\\.1\\.ffn_gate=iq4_nl\n"
+    "--tensor-type ffn_(gate|up|down)=iq3_s\n";
+
+Test(quant, mixed_follows_the_readme_recipe)
+{
+    ms_model *mixed = open_model("real-gguf/gguf/model-MIXED.gguf");
+    ms_plan_check *c = check(readme_recipe, mixed);
+    cr_assert_eq(c->n_depart, 0);
+    cr_assert_eq(c->n_follow, 16, "every 2-D tensor is covered");
+    cr_assert_eq(c->n_uncovered, 5, "the five norms are 1-D");
+    ms_plan_check_free(c);
+    /* and the same recipe does not describe the plain IQ3_S file */
+    ms_model *iq3 = open_model("real-gguf/gguf/model-IQ3_S.gguf");
+    c = check(readme_recipe, iq3);
+    cr_assert_gt(c->n_depart, 8, "attention and embeddings differ");
+    ms_plan_check_free(c);
+    ms_model_close(iq3);
+    ms_model_close(mixed);
+}
+
+/* The policy of the README, planned from the F32 source (GGUF or
+ * safetensors), reproduces model-MIXED.gguf tensor for tensor, and the
+ * predicted bits per weight are the file's. */
+Test(quant, mixed_policy_reproduces_the_mixed_file)
+{
+    ms_model *mixed = open_model("real-gguf/gguf/model-MIXED.gguf");
+    cJSON *sum = load_json("real-gguf/ref/model-MIXED.summary.json");
+    const char *srcs[] = {"real-gguf/source/model-f32.gguf",
+                          "real-gguf/source/model-f32.safetensors"};
+    char *first = NULL;
+    for (int s = 0; s < 2; s++) {
+        ms_model *src = open_model(srcs[s]);
+        ms_plan *pl = make_plan(src, "mixed", NULL);
+        size_t promoted = 0;
+        for (size_t i = 0; i < pl->n_entries; i++)
+            if (pl->entries[i].promoted) {
+                promoted++;
+                cr_assert_str_eq(pl->entries[i].gguf_name, "blk.1.ffn_gate.weight");
+            }
+        cr_assert_eq(promoted, 1, "ceil(15%% of 6 FFN matrices) = 1");
+        near(pl->bits_per_weight, jnum(sum, "total_bits_per_weight"), "predicted bpw", srcs[s]);
+        char *args = ms_plan_format_args(pl);
+        ms_plan_check *c = check(args, mixed);
+        cr_assert_eq(c->n_depart, 0, "%s", args);
+        cr_assert_eq(c->n_follow, 16);
+        ms_plan_check_free(c);
+        if (first)
+            cr_assert_str_eq(args, first, "GGUF and safetensors sources plan alike");
+        else
+            first = ms_strdup(args);
+        free(args);
+        ms_plan_free(pl);
+        ms_model_close(src);
+    }
+    free(first);
+    cJSON_Delete(sum);
+    ms_model_close(mixed);
+}
+
+/* rank=imatrix scores each FFN matrix by sum w_j r^2 / n, the same sum the
+ * weighted error uses (computed there by the streaming pass). */
+Test(quant, imatrix_ranked_plan)
+{
+    ms_model *src = open_model("real-gguf/source/model-f32.safetensors");
+    char *imp = shared_or_skip("real-gguf/source/imatrix.dat");
+    ms_imatrix *im = NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_imatrix_load(imp, &im, &err), MS_OK);
+    ms_plan_policy p;
+    cr_assert_eq(ms_plan_policy_parse("imatrix", &p, &err), MS_OK);
+    ms_plan *pl = NULL;
+    cr_assert_eq(ms_plan_make(src, &p, NULL, NULL, &pl, &err), MS_ERR_USAGE, "needs --imatrix");
+    pl = make_plan(src, "imatrix", im);
+    ms_quant_result *r = run(src, src, im, 2);
+    size_t promoted = 0, scored = 0;
+    for (size_t i = 0; i < pl->n_entries; i++) {
+        const ms_plan_entry *e = &pl->entries[i];
+        promoted += e->promoted;
+        if (isnan(e->score))
+            continue;
+        for (size_t t = 0; t < r->n_tensors; t++)
+            if (!strcmp(r->tensors[t].name, e->name)) {
+                near(e->score, r->tensors[t].sums.wr2 / (double)r->tensors[t].n_params,
+                     "imatrix score", e->name);
+                scored++;
+            }
+    }
+    cr_assert_eq(scored, 6);
+    cr_assert_eq(promoted, 1);
+    ms_quant_result_free(r);
+    ms_plan_free(pl);
+    ms_imatrix_free(im);
+    free(imp);
+    ms_model_close(src);
+}
+
+Test(quant, bad_policies_and_plans)
+{
+    ms_plan_policy p;
+    ms_error err;
+    const char *bad[] = {"", "base=q9_k", "base=q4_0,top=2", "base=q4_0,top=0.1",
+                         "base=q4_0,rank=bogus", "nonsense", "base=q4_0,colour=red"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ms_error_clear(&err);
+        cr_assert_eq(ms_plan_policy_parse(bad[i], &p, &err), MS_ERR_USAGE, "'%s'", bad[i]);
+    }
+    ms_model *m = open_model("real-gguf/gguf/model-Q4_0.gguf");
+    ms_plan_check *c = NULL;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_plan_check_run("attn_q=q17_k\n", "p.txt", m, &c, &err), MS_ERR_FORMAT);
+    cr_assert_eq(err.line, 1);
+    ms_error_clear(&err);
+    cr_assert_eq(ms_plan_check_run("ok=q4_0\nattn_(q=q4_0\n", "p.txt", m, &c, &err),
+                 MS_ERR_FORMAT);
+    cr_assert_eq(err.line, 2);
+    ms_model_close(m);
+}
