@@ -52,7 +52,9 @@ static const char *model_ref(const cJSON *e)
 static const char *base_of(const card_in *ci)
 {
     const char *b = rp_str(ci->recipe, "base_model");
-    return b ? b : rp_str(ci->audit, "base");
+    if (!b)
+        b = rp_str(ci->audit, "base");
+    return b ? b : rp_str(ci->attr, "base");
 }
 
 static void collect_models(const card_in *ci, model_list *ml)
@@ -182,8 +184,8 @@ static void card_models(rp_doc *d, const card_in *ci, const model_list *ml)
     }
     rp_p(d);
     rp_span(d, RP_OURS, "A donor's share is its part of the merged delta (merged minus base): "
-                        "the sum over tensors of <donor's contribution, merged delta> divided "
-                        "by the sum of |merged delta|^2.");
+                        "the sum over tensors of (donor's contribution . merged delta) divided "
+                        "by the sum of (merged delta . merged delta).");
     if (ci->attr) {
         double r;
         if (rp_num(ci->attr, "residual_share", &r))
@@ -469,6 +471,13 @@ bool rp_card_build(const ms_report *r, ms_sb *out)
     rp_span(d, RP_OURS, "Draft written by mergescope report from measured results. Every "
                         "number below comes from the mergescope JSON results it was given; "
                         "the TODO places need the author.");
+    const char *merged = rp_str(ci.attr, "merged");
+    if (merged) {
+        rp_p(d);
+        rp_span(d, RP_OURS, "Checkpoint measured: ");
+        rp_span(d, RP_CODE, merged);
+        rp_span(d, RP_OURS, ".");
+    }
     if (merge) {
         card_method(d, &ci);
         card_models(d, &ci, &ml);

@@ -417,8 +417,16 @@ static bool html_block(ms_sb *o, const block *b, const block *prev, const block 
         return html_table(o, b);
     case BK_CODE: {
         ms_sb body = MS_SB_INIT;
-        ok = ms_esc_code_block(&body, b->text) && ms_sb_add(o, "<pre><code>") &&
-             ms_esc_html(o, ms_sb_str(&body)) && ms_sb_add(o, "</code></pre>\n");
+        ok = ms_esc_code_block(&body, b->text) && ms_sb_add(o, "<pre><code>");
+        /* escape line by line so that the newlines stay newlines */
+        for (char *line = body.buf; ok && line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (nl)
+                *nl = '\0';
+            ok = ms_esc_html(o, line) && (!nl || ms_sb_addc(o, '\n'));
+            line = nl ? nl + 1 : NULL;
+        }
+        ok = ok && ms_sb_add(o, "</code></pre>\n");
         ms_sb_free(&body);
         return ok;
     }

@@ -29,7 +29,7 @@
 #include "mergescope/util.h"
 #include "mergescope/banned.h"
 
-#define LABEL_MAX 40
+#define LABEL_MAX 60
 
 /* ==== the plot set ==== */
 
@@ -198,8 +198,20 @@ static bool script_common(const rp_plot *p, ms_sb *s)
     ok = ok && ms_sb_addf(s, "set title \"%s\" font \",14\"\n", p->title);
     ok = ok && ms_sb_addf(s, "set xlabel \"%s\"\nset ylabel \"%s\"\n",
                           p->xlabel ? p->xlabel : "", p->ylabel ? p->ylabel : "");
-    if (ok && p->y_log)
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; p->kind != RP_PLOT_GROUPS && i < p->nrow * p->ncol; i++)
+        if (isfinite(p->v[i])) {
+            lo = p->v[i] < lo ? p->v[i] : lo;
+            hi = p->v[i] > hi ? p->v[i] : hi;
+        }
+    /* a log axis only pays when the values span more than a decade */
+    if (ok && p->y_log && lo > 0 && hi / lo > 10)
         ok = ms_sb_add(s, "set logscale y\n");
+    else if (ok && !p->has_yrange && lo >= 0 &&
+             (p->kind == RP_PLOT_BARS || p->kind == RP_PLOT_STACKED))
+        ok = ms_sb_add(s, "set yrange [0:*]\n");
+    if (ok && p->ncol == 1 && p->kind != RP_PLOT_GROUPS)
+        ok = ms_sb_add(s, "unset key\n");
     if (ok && p->has_yrange)
         ok = ms_sb_addf(s, "set yrange [%.6g:%.6g]\n", p->y_percent ? p->ymin * 100 : p->ymin,
                         p->y_percent ? p->ymax * 100 : p->ymax);
@@ -224,11 +236,13 @@ static bool script_plot(const rp_plot *p, ms_sb *s)
                           "set style histogram %s\n"
                           "set style fill solid 0.85 border rgb \"#ffffff\"\n"
                           "set boxwidth %s\n"
-                          "set xtics rotate by -45 left\n"
+                          "%s"
                           "plot for [i=2:%zu] '%s.dat' using i:xtic(int($0) %% %u == 0 ? "
                           "stringcolumn(1) : \"\") title columnheader(i)\n",
                           p->kind == RP_PLOT_STACKED ? "rowstacked" : "clustered gap 1",
-                          p->kind == RP_PLOT_STACKED ? "0.8" : "0.9", last, p->name, step);
+                          p->kind == RP_PLOT_STACKED ? "0.8" : "0.9",
+                          p->kind == RP_PLOT_BARS ? "set xtics rotate by -30 left\n" : "",
+                          last, p->name, step);
     case RP_PLOT_LINES:
         return ms_sb_addf(s,
                           "plot for [i=2:%zu] '%s.dat' using 1:i with linespoints "

@@ -245,7 +245,7 @@ void rp_section_overview(rp_ctx *c)
         const char *ver = rp_str(in->root, "tool_version");
         rp_cell(d, RP_OURS, ms_report_kind_name(in->kind));
         rp_cell(d, RP_CODE, ms_path_basename(in->label));
-        rp_cell(d, RP_TEXT, ver ? ver : "n/a");
+        rp_cell(d, RP_CODE, ver ? ver : "n/a");
         rp_row(d);
     }
 }
@@ -406,7 +406,7 @@ static void audit_donors(rp_doc *d, const cJSON *donors)
     }
     rp_p(d);
     rp_span(d, RP_OURS, "Share: the donor's part of the merged delta, sum over tensors of "
-                        "<contribution, merged delta> / sum of |merged delta|^2; rel. norm: "
+                        "(contribution . merged delta) / sum of (merged delta . merged delta); rel. norm: "
                         "|donor - base| / |base|; sparsity: fraction of the task vector that "
                         "is exactly zero.");
 }
@@ -503,7 +503,7 @@ static void audit_conflict_plot(rp_ctx *c, const cJSON *layers, const cJSON *pai
         if (series.n >= MAX_NAMES)
             break;
         const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
-        snprintf(labels[series.n], sizeof(labels[0]), "%.40s~%.40s", a ? a : "?", b ? b : "?");
+        snprintf(labels[series.n], sizeof(labels[0]), "%.40s-vs-%.40s", a ? a : "?", b ? b : "?");
         series.v[series.n] = labels[series.n];
         series.n++;
     }
@@ -528,7 +528,7 @@ static void audit_conflict_plot(rp_ctx *c, const cJSON *layers, const cJSON *pai
         cJSON_ArrayForEach(e, lp) {
             char key[96];
             const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
-            snprintf(key, sizeof(key), "%.40s~%.40s", a ? a : "?", b ? b : "?");
+            snprintf(key, sizeof(key), "%.40s-vs-%.40s", a ? a : "?", b ? b : "?");
             size_t j = names_find(&series, key);
             if (j != (size_t)-1 && rp_num(e, "sign_conflict", &v))
                 p->v[r * ncol + j] = v;
@@ -626,6 +626,21 @@ void rp_section_attribute(rp_ctx *c, const rp_input *in)
     rp_h(d, 2, "Attribution of the finished merge");
     source_line(d, in, "Least-squares fit of the merged delta on the donor deltas "
                        "(mergescope attribute)");
+    const char *merged = rp_str(root, "merged"), *base = rp_str(root, "base");
+    if (merged || base) {
+        rp_p(d);
+        rp_span(d, RP_OURS, "Merged checkpoint: ");
+        rp_span(d, RP_CODE, merged ? merged : "n/a");
+        rp_span(d, RP_OURS, "; base: ");
+        rp_span(d, RP_CODE, base ? base : "n/a");
+        rp_span(d, RP_OURS, ".");
+    }
+    const cJSON *ill = rp_get(root, "ill_conditioned");
+    if (cJSON_IsTrue(ill)) {
+        rp_note(d);
+        rp_span(d, RP_OURS, "The donor deltas are nearly collinear (ill-conditioned fit): "
+                            "individual coefficients are unreliable (the condition number is in the JSON).");
+    }
     rp_table(d, 4, hdr);
     cJSON_ArrayForEach(e, donors) {
         const char *n = rp_str(e, "name");
@@ -754,7 +769,7 @@ void rp_section_compare(rp_ctx *c, const rp_input *in)
         cell_pct(d, e, "identical");
         rp_row(d);
         if (pn.n < MAX_NAMES) {
-            snprintf(labels[pn.n], sizeof(labels[0]), "%.40s~%.40s",
+            snprintf(labels[pn.n], sizeof(labels[0]), "%.40s-vs-%.40s",
                      ms_path_basename(a ? a : "?"), ms_path_basename(b ? b : "?"));
             pn.v[pn.n] = labels[pn.n];
             pn.n++;
@@ -793,7 +808,7 @@ void rp_section_compare(rp_ctx *c, const rp_input *in)
                 /* pairs appear in the same order as the top-level pairs[]; match by name */
                 const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
                 char key[96];
-                snprintf(key, sizeof(key), "%.40s~%.40s", ms_path_basename(a ? a : "?"),
+                snprintf(key, sizeof(key), "%.40s-vs-%.40s", ms_path_basename(a ? a : "?"),
                          ms_path_basename(b ? b : "?"));
                 size_t idx = a && b ? names_find(&pn, key) : j;
                 if (idx < pn.n && rp_num(e, m[k].key, &v)) {
@@ -992,6 +1007,7 @@ static void inspect_metadata(rp_doc *d, const cJSON *meta)
     rp_table(d, 2, hdr);
     cJSON_ArrayForEach(m, meta) {
         char buf[200];
+        double cnt;
         if (shown >= 40)
             break;
         rp_cell(d, RP_CODE, m->string ? m->string : "");
@@ -1005,6 +1021,8 @@ static void inspect_metadata(rp_doc *d, const cJSON *meta)
             rp_cell(d, RP_OURS, cJSON_IsTrue(m) ? "true" : "false");
         } else if (cJSON_IsArray(m)) {
             rp_cellf(d, "[%d values]", cJSON_GetArraySize(m));
+        } else if (rp_num(m, "count", &cnt)) {
+            rp_cellf(d, "[%.0f values]", cnt);
         } else {
             rp_cell(d, RP_OURS, "(object)");
         }
@@ -1025,8 +1043,14 @@ void rp_section_inspect(rp_ctx *c, const rp_input *in)
     const cJSON *root = in->root, *t;
     const char *fmt = rp_str(root, "format"), *arch = rp_str(root, "architecture");
     double v;
+    const char *model = rp_str(root, "model");
     rp_h(d, 2, "Model");
     source_line(d, in, "File summary (mergescope inspect)");
+    if (model) {
+        rp_li(d);
+        rp_span(d, RP_OURS, "model: ");
+        rp_span(d, RP_CODE, model);
+    }
     rp_li(d);
     rp_span(d, RP_OURS, "format: ");
     rp_span(d, RP_CODE, fmt ? fmt : "n/a");
@@ -1069,7 +1093,7 @@ void rp_section_inspect(rp_ctx *c, const rp_input *in)
         const char *name = rp_str(t, "name"), *kind = rp_str(t, "kind"),
                    *dt = rp_str(t, "dtype");
         rp_cell(d, RP_CODE, name ? name : "n/a");
-        rp_cell(d, RP_TEXT, kind ? kind : "n/a");
+        rp_cell(d, RP_CODE, kind ? kind : "n/a");
         rp_cell(d, RP_CODE, dt ? dt : "n/a");
         cJSON_ArrayForEach(s, rp_arr(t, "shape"))
             if (cJSON_IsNumber(s) && shape.len < 80)
