@@ -80,16 +80,16 @@ static char *dashed(const char *prefix, const char *name)
     return ms_sb_detach(&sb);
 }
 
-static bool from_map(const char *name, const ms_resolve_opts *o, tried *t,
-                     char **out)
+/* The PATH that --model maps name to, or NULL. */
+static const char *mapped(const char *name, const ms_resolve_opts *o)
 {
     size_t n = strlen(name);
     for (size_t i = 0; o && i < o->n_model_map; i++) {
         const char *e = o->model_map[i];
         if (strncmp(e, name, n) == 0 && e[n] == '=')
-            return try_path(e + n + 1, t, out);
+            return e + n + 1;
     }
-    return false;
+    return NULL;
 }
 
 static bool from_models_dir(const char *name, const char *dir, tried *t,
@@ -228,8 +228,15 @@ ms_status ms_model_resolve(const char *name, const ms_resolve_opts *opts,
         && !(opts && opts->base_dir && name[0] != '/'))
         return ms_error_set(err, MS_ERR_NOTFOUND, name, -1,
                             "no such file or directory");
+    const char *map = mapped(name, opts);
+    if (map && !exists(map) && !exists(name)) {
+        ms_sb_free(&t.sb);
+        return ms_error_set(err, MS_ERR_NOTFOUND, map, -1,
+                            "--model maps '%s' here, but it does not exist",
+                            name);
+    }
     bool ok = from_path(name, opts, &t, &out)
-           || from_map(name, opts, &t, &out)
+           || (map && try_path(map, &t, &out))
            || from_models_dir(name, opts ? opts->models_dir : NULL, &t, &out)
            || from_cache(name, &t, &out);
     if (ok) {

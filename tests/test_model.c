@@ -860,6 +860,13 @@ Test(model, resolve_models_dir_and_map)
     cr_expect(strstr(err.msg, "org--none"), "%s", err.msg);
     cr_expect(strstr(err.msg, "models--org--none"), "%s", err.msg);
     cr_expect_str_eq(err.path, "org/none");
+    /* a --model mapping to nothing is an error, not a fall-through */
+    const char *badmap[] = {"org/a=/nonexistent/dir"};
+    ms_resolve_opts ob = {badmap, 1, md, NULL};
+    ms_error_clear(&err);
+    cr_expect_eq(ms_model_resolve("org/a", &ob, &r, &err), MS_ERR_NOTFOUND);
+    cr_expect_str_eq(err.path, "/nonexistent/dir");
+    cr_expect(strstr(err.msg, "--model"), "%s", err.msg);
     /* a name cannot climb out of the models folder */
     mkdirs(tmp, "secret");
     ms_error_clear(&err);
