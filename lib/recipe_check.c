@@ -51,7 +51,7 @@ static bool range_of(ms_merge_method m, ms_param p, prange *r)
     static const prange unit_co = {0, 1, false, true, false, "[0, 1)"};
     static const prange positive = {0, 1e300, true, false, false, "(0, inf)"};
     static const prange nonneg = {0, 1e300, false, false, false, "[0, inf)"};
-    static const prange count = {1, 1e9, false, false, true, "whole numbers >= 1"};
+    static const prange count = {1, 1e9, false, false, true, "whole number >= 1"};
     switch (p) {
     case MS_PARAM_DENSITY: case MS_PARAM_SELECT_TOPK: *r = unit_oc; return true;
     case MS_PARAM_GAMMA: *r = unit_cc; return true;
@@ -74,8 +74,8 @@ static ms_status check_number(cctx *c, const ms_recipe_setting *s, const prange 
     if (ok)
         return MS_OK;
     return ms_error_set_at(c->err, MS_ERR_FORMAT, c->r->path, line, col,
-                           "%s must be %s %s for %s, got %.10g", s->name,
-                           r->whole ? "" : "in", r->text, ms_method_name(c->st->method), v);
+                           "%s must be %s %s, got %.10g", s->name,
+                           r->whole ? "a" : "in", r->text, v);
 }
 
 static ms_status check_value(cctx *c, const ms_recipe_setting *s, const prange *r,
