@@ -121,7 +121,7 @@ static ms_status sort_and_check(ms_model *m, ms_error *err)
 const ms_tensor *ms_model_find(const ms_model *m, const char *name)
 {
     ms_tensor key;
-    if (!m || !name)
+    if (!m || !name || !m->n_tensors)
         return NULL;
     memset(&key, 0, sizeof(key));
     key.name = (char *)name;
@@ -275,6 +275,10 @@ static char **unique_files(char **files, size_t n, size_t *n_out)
     char **u = ms_alloc_array(n ? n : 1, sizeof(char *));
     if (!u)
         return NULL;
+    if (n == 0) {
+        *n_out = 0;
+        return u;
+    }
     memcpy(u, files, n * sizeof(char *));
     qsort(u, n, sizeof(char *), str_cmp);
     size_t k = 0;
