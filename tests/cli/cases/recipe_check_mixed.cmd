@@ -1,0 +1,1 @@
+recipe check "$(cp "$SHARED"/recipes/real/ties-base-listed-issue3.yml "$SHARED"/recipes/mergekit-examples/docs-multimerge-example.yml "$SHARED"/recipes/real/slerp-per-model-t-three-inputs-INVALID.yml . && echo ties-base-listed-issue3.yml)" docs-multimerge-example.yml slerp-per-model-t-three-inputs-INVALID.yml 2>&1

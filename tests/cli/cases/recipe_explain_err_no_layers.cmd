@@ -1,0 +1,1 @@
+recipe explain "$(cp "$SHARED"/recipes/mergekit-examples/linear.yml . && echo linear.yml)" 2>&1

@@ -1,0 +1,1 @@
+recipe explain $SHARED/recipes/mergekit-examples/docs-multimerge-example.yml --layers 2

@@ -1,0 +1,1 @@
+recipe explain $SHARED/recipes/real/passthrough-scale-filters-one-space-indent.yml
