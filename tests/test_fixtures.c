@@ -6,7 +6,8 @@
  * back, quantized copies stay within the quantizer's error bound, shards
  * equal the single file, the passthrough stack copies the layers its slice
  * map names, the abliterated donor has the refusal direction removed, and
- * the donors' task vectors are correlated as designed.
+ * the donors' task vectors are correlated as designed, and a second run of
+ * the generator writes the same bytes.
  */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -14,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "mergescope/model.h"
 #include "mergescope/safetensors.h"
@@ -397,4 +401,76 @@ Test(fixtures, donor_task_vectors_are_correlated_as_designed)
     for (int i = 0; i < 3; i++)
         ms_model_close(d[i]);
     ms_model_close(base);
+}
+
+/* ==== determinism ==== */
+
+typedef struct walk {
+    const char *fresh;          /* root of the second run */
+    int files, diffs;
+} walk;
+
+/* Compare every file under fresh/rel with the same file under MS_GEN_DIR,
+ * removing the fresh copy as it goes. */
+static void compare_tree(walk *w, const char *rel)
+{
+    char *dir = *rel ? ms_path_join(w->fresh, rel) : ms_strdup(w->fresh);
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "cannot list %s", dir);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char *sub = *rel ? ms_path_join(rel, de->d_name) : ms_strdup(de->d_name);
+        char *path = ms_path_join(w->fresh, sub);
+        if (ms_path_is_dir(path)) {
+            compare_tree(w, sub);
+            rmdir(path);
+        } else {
+            char *other = ms_test_gen(sub), *a = NULL, *b = NULL;
+            size_t la = 0, lb = 0;
+            ms_error e;
+            ms_error_clear(&e);
+            w->files++;
+            if (ms_read_file(path, 1u << 30, &a, &la, &e) ||
+                ms_read_file(other, 1u << 30, &b, &lb, &e) || la != lb || memcmp(a, b, la)) {
+                cr_log_error("%s differs between two runs %s", sub, e.msg);
+                w->diffs++;
+            }
+            free(a);
+            free(b);
+            free(other);
+            unlink(path);
+        }
+        free(path);
+        free(sub);
+    }
+    closedir(d);
+    free(dir);
+}
+
+Test(fixtures, generator_writes_the_same_bytes_every_run, .timeout = 120)
+{
+    /* ms-fixtures sits beside the mergescope binary */
+    char *bindir = ms_path_dirname(MS_BINARY);
+    char *gen = ms_path_join(bindir, "ms-fixtures");
+    char *dir = ms_test_tmpdir();
+    cr_assert(gen && dir);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        execl(gen, gen, dir, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s failed", gen);
+    walk w = {dir, 0, 0};
+    compare_tree(&w, "");
+    rmdir(dir);
+    cr_assert_gt(w.files, 40, "only %d files generated", w.files);
+    cr_assert_eq(w.diffs, 0, "%d of %d files differ", w.diffs, w.files);
+    free(dir);
+    free(gen);
+    free(bindir);
 }
