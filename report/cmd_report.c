@@ -46,6 +46,13 @@ int cmd_report(int argc, char **argv)
     ms_report_outcome oc;
     if (!st)
         st = ms_report_write(r, out_dir, &ro, &oc, &err);
+    if (!st && !quiet) {
+        printf("%-12s %s\n", "result", "count");
+        for (int k = 0; k < MS_RK_COUNT; k++)
+            if (ms_report_count(r, (ms_report_kind)k))
+                printf("%-12s %zu\n", ms_report_kind_name((ms_report_kind)k),
+                       ms_report_count(r, (ms_report_kind)k));
+    }
     ms_report_free(r);
     free(pos.items);
     if (st)

@@ -1,0 +1,1 @@
+report "$here/../data/report/audit.json"

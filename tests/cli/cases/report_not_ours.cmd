@@ -1,0 +1,1 @@
+report $GEN/demo/truth.json -o out
