@@ -1,0 +1,162 @@
+/*
+ * audit_int.h - private state of the audit engine, shared by audit.c
+ * (plan, threads, reduction), audit_pass.c (the per-tensor passes),
+ * audit_suggest.c and audit_json.c.
+ */
+#ifndef MS_AUDIT_INT_H
+#define MS_AUDIT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "mergescope/audit.h"
+#include "mergescope/merge.h"
+
+#define AU_NONE ((size_t)-1)
+#define AU_MAXIN MS_AUDIT_MAX_INPUTS
+#define AU_P MS_AUDIT_SKETCH
+
+/* How the method is simulated. */
+typedef enum au_kind {
+    AU_NOSIM,      /* not simulated: statistics only */
+    AU_GRAM,       /* linear in the inputs: shares from the Gram matrix */
+    AU_APPLY,      /* elementwise GTA pass (trim / drop / sign election) */
+    AU_SCE         /* elementwise SCE pass */
+} au_kind;
+
+typedef enum au_sparse {
+    AU_SP_NONE, AU_SP_MAGNITUDE, AU_SP_RANDOM, AU_SP_OUTLIERS, AU_SP_DELLA
+} au_sparse;
+
+typedef struct au_input {
+    size_t model;           /* stage model index */
+    size_t donor;           /* result donor index, AU_NONE for the origin base */
+    const ms_tensor *t;
+    int srow;               /* row in the stacked matrix */
+    double weight, density, gamma, epsilon, scale;
+    bool sparsify;          /* this donor is trimmed / dropped here */
+} au_input;
+
+typedef struct au_task {
+    char *name;
+    int layer;              /* output layer, -1 outside layers */
+    ms_filter filter;
+    ms_kind kind;
+    int64_t rows, cols, rows_per_chunk;
+    uint64_t n;
+    size_t n_in;
+    au_input in[AU_MAXIN];
+    int base;               /* input index of the base, -1 */
+    size_t m;               /* stacked rows: [base; deltas] or [inputs] */
+    bool origin;            /* M = merged - base (task vectors) */
+    /* globals */
+    double lambda, t, select_topk;
+    uint64_t seed;
+    bool normalize, rescale, consensus;
+    au_sparse sparse;
+    /* chunks read (sampling) */
+    uint64_t n_chunks;
+    uint8_t *chunk_on;      /* NULL: all */
+    uint64_t n_chunks_on, n_elems_on;
+    /* pass 0 / 1 */
+    double base_sq;
+    float small_thr;
+    double *gram;           /* m * m, float64 */
+    double *chunk_gram;     /* sampling: per read chunk, m * m */
+    uint64_t zeros[AU_MAXIN], small[AU_MAXIN];
+    uint64_t q8_tested[AU_MAXIN], q8_fit[AU_MAXIN];
+    double l1[AU_MAXIN];
+    uint64_t *pair_nn, *pair_opp;   /* n_in * n_in */
+    uint64_t *kept_nn, *kept_opp;   /* after sparsification */
+    bool sketch;
+    float *u[AU_MAXIN];     /* top left singular direction (rows) */
+    double sr[AU_MAXIN];    /* sketched stable rank, -1 none */
+    /* pass 2 */
+    int n_sel[AU_MAXIN];
+    ms_select sel[AU_MAXIN][2];
+    ms_cut cut[AU_MAXIN];
+    double *masked_l1;      /* n_in * draws */
+    float *rscale;          /* n_in * draws: L1 rescale factor (1 = none) */
+    /* pass 3 results, per draw */
+    int draws;
+    double *dot;            /* draws * n_in: <c_i, M> */
+    double *mm;             /* draws: ||M||^2 */
+    double *chunk_dot;      /* sampling: per read chunk, n_in + 1 */
+    double disc_sq[AU_MAXIN], disc_trim[AU_MAXIN], disc_sign[AU_MAXIN];
+    uint64_t bytes;         /* input bytes of one pass */
+    bool skipped;
+    double wscale[AU_MAXIN];/* weight multipliers for this run */
+} au_task;
+
+typedef struct au_worker {
+    size_t cap;             /* floats per buffer */
+    float *x;               /* n_in_max * cap */
+    float *s;               /* n_in_max * cap (stacked) */
+    uint8_t *keep;          /* n_in_max * cap */
+    float *prob;            /* n_in_max * cap (della) */
+    uint64_t *scratch;      /* cols_max */
+    uint64_t *hist;         /* n_in_max * 2 * MS_HIST_BINS, lazily */
+    float *omega;           /* cols_max * AU_P */
+    float *y;               /* rows_max * AU_P * n_in_max, lazily */
+    size_t y_cap;
+} au_worker;
+
+struct ms_audit {
+    ms_audit_opts opts;
+    const ms_recipe *recipe;
+    const ms_recipe_stage *st;
+    ms_recipe_plan *plan;
+    ms_merge_method method;
+    au_kind sim;
+    size_t base_model;      /* stage model index or AU_NONE */
+    bool origin;
+    ms_model **models;      /* per stage model (NULL when unused) */
+    au_task *tasks;
+    size_t n_tasks;
+    size_t *order;          /* largest first */
+    size_t n_in_max;
+    int64_t cols_max, rows_max;
+    size_t cap;
+    int draws;              /* 1 + replicates for random methods */
+    /* run state */
+    int pass_mask;          /* which passes the current run does */
+    atomic_size_t next;
+    atomic_bool stop;
+    pthread_mutex_t mu;
+    ms_error first_err;
+    ms_status first_st;
+    atomic_uint_fast64_t done_bytes;
+    uint64_t total_bytes;
+    /* result */
+    ms_audit_result res;
+    size_t *donor_model;    /* donor -> stage model */
+    size_t n_donors;
+    /* fingerprints found while planning (shape / vocab / missing) */
+    char **mismatch_tensor; size_t *mismatch_donor; int *mismatch_kind;
+    size_t n_mismatch;
+    /* suggestion scratch */
+    ms_recipe_change *changes;
+    size_t n_changes;
+    double *change_values;
+    char **change_filters;
+};
+
+/* audit_pass.c */
+ms_status au_task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
+                         ms_error *err);
+void au_gram_sim(const ms_audit *a, au_task *t);
+bool au_chunk_on(const au_task *t, uint64_t c);
+ms_status au_worker_init(au_worker *w, const ms_audit *a);
+void au_worker_free(au_worker *w);
+
+#define AU_PASS_BASE 1
+#define AU_PASS_STATS 2
+#define AU_PASS_SELECT 4
+#define AU_PASS_APPLY 8
+
+/* audit.c */
+ms_status au_run_tasks(ms_audit *a, int passes, ms_error *err);
+void au_reduce(ms_audit *a);
+size_t au_scope_of(const ms_audit *a, const au_task *t, ms_audit_per per);
+
+#endif

@@ -1,0 +1,1009 @@
+/*
+ * audit_pass.c - the passes over one tensor's row chunks: base norm,
+ * statistics, selection, simulation (see include/mergescope/audit.h).
+ * A task is always processed by one worker, chunk after chunk in flat
+ * order, which is what makes the lowest-index tie rule of the magnitude
+ * cuts exact.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "audit_int.h"
+#include "mergescope/util.h"
+#include "mergescope/banned.h"
+
+#define GRAM_BLOCK 16384
+
+/* =============================================================== workers */
+
+ms_status au_worker_init(au_worker *w, const ms_audit *a)
+{
+    memset(w, 0, sizeof(*w));
+    size_t n = a->n_in_max ? a->n_in_max : 1;
+    w->cap = a->cap;
+    w->x = ms_alloc_array(n * w->cap, sizeof(float));
+    w->s = ms_alloc_array(n * w->cap, sizeof(float));
+    w->keep = ms_alloc_array(n * w->cap, 1);
+    w->scratch = ms_alloc_array((size_t)a->cols_max + 1, sizeof(uint64_t));
+    w->omega = ms_alloc_array((size_t)a->cols_max * AU_P + 1, sizeof(float));
+    if (!w->x || !w->s || !w->keep || !w->scratch || !w->omega)
+        return MS_ERR_NOMEM;
+    return MS_OK;
+}
+
+void au_worker_free(au_worker *w)
+{
+    free(w->x);
+    free(w->s);
+    free(w->keep);
+    free(w->prob);
+    free(w->scratch);
+    free(w->hist);
+    free(w->omega);
+    free(w->y);
+    memset(w, 0, sizeof(*w));
+}
+
+bool au_chunk_on(const au_task *t, uint64_t c)
+{
+    return !t->chunk_on || t->chunk_on[c];
+}
+
+/* ================================================================ helpers */
+
+static ms_status read_inputs(ms_audit *a, au_task *t, au_worker *w,
+                             int64_t row0, int64_t nr, bool base_only,
+                             ms_error *err)
+{
+    for (size_t i = 0; i < t->n_in; i++) {
+        if (base_only && (int)i != t->base)
+            continue;
+        const au_input *in = &t->in[i];
+        ms_status st = ms_model_read_rows(a->models[in->model], in->t, row0, nr,
+                                          w->x + i * w->cap, err);
+        if (st)
+            return st;
+        ms_model_release_rows(a->models[in->model], in->t, row0, nr);
+    }
+    return MS_OK;
+}
+
+static void progress(ms_audit *a, uint64_t bytes)
+{
+    uint64_t done = atomic_fetch_add(&a->done_bytes, bytes) + bytes;
+    if (!a->opts.progress)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->opts.progress(a->opts.progress_ctx, done, a->total_bytes);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static uint64_t chunk_bytes(const au_task *t, int64_t nr, bool base_only)
+{
+    uint64_t b = 0;
+    for (size_t i = 0; i < t->n_in; i++)
+        if (!base_only || (int)i == t->base)
+            b += t->in[i].t->row_bytes * (uint64_t)nr;
+    return b;
+}
+
+/* Fill the stacked rows: [base; x_i - base] or the inputs themselves. */
+static float *stack(const au_task *t, au_worker *w, size_t nn)
+{
+    if (t->base < 0)
+        return w->x;
+    const float *b = w->x + (size_t)t->base * w->cap;
+    memcpy(w->s, b, nn * sizeof(float));
+    for (size_t i = 0; i < t->n_in; i++) {
+        if ((int)i == t->base)
+            continue;
+        const float *x = w->x + i * w->cap;
+        float *d = w->s + (size_t)t->in[i].srow * w->cap;
+        for (size_t j = 0; j < nn; j++)
+            d[j] = x[j] - b[j];
+    }
+    return w->s;
+}
+
+static inline const float *delta_of(const au_task *t, const au_worker *w,
+                                    const float *s, size_t i)
+{
+    return s + (size_t)t->in[i].srow * w->cap;
+}
+
+/* Gram of the m stacked rows over nn elements, float32 blocks by BLAS,
+ * summed in float64. */
+static void gram_add(double *g, const float *s, size_t m, size_t lda, size_t nn)
+{
+    float c[AU_MAXIN * AU_MAXIN];
+    for (size_t off = 0; off < nn; off += GRAM_BLOCK) {
+        size_t len = nn - off < GRAM_BLOCK ? nn - off : GRAM_BLOCK;
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)len,
+                    1.0f, s + off, (int)lda, 0.0f, c, (int)m);
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = i; j < m; j++)
+                g[i * m + j] += c[i * m + j];
+    }
+}
+
+/* ================================================================ pass 0 */
+
+static ms_status pass_base(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
+{
+    double sq = 0.0;
+    uint64_t n = 0;
+    for (uint64_t c = 0; c < t->n_chunks; c++) {
+        if (!au_chunk_on(t, c))
+            continue;
+        int64_t row0 = (int64_t)c * t->rows_per_chunk;
+        int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
+        ms_status st = read_inputs(a, t, w, row0, nr, true, err);
+        if (st)
+            return st;
+        size_t nn = (size_t)(nr * t->cols);
+        const float *b = w->x + (size_t)t->base * w->cap;
+        for (size_t off = 0; off < nn; off += GRAM_BLOCK) {
+            size_t len = nn - off < GRAM_BLOCK ? nn - off : GRAM_BLOCK;
+            sq += cblas_sdot((int)len, b + off, 1, b + off, 1);
+        }
+        n += nn;
+        progress(a, chunk_bytes(t, nr, true));
+    }
+    t->base_sq = sq;
+    t->small_thr = n ? (float)(1e-6 * sqrt(sq / (double)n)) : 0.0f;
+    return MS_OK;
+}
+
+/* ================================================================ pass 1 */
+
+static void pair_counts(au_task *t, const au_worker *w, const float *s, size_t nn)
+{
+    for (size_t i = 0; i < t->n_in; i++) {
+        if ((int)i == t->base)
+            continue;
+        const float *di = delta_of(t, w, s, i);
+        for (size_t k = i + 1; k < t->n_in; k++) {
+            if ((int)k == t->base)
+                continue;
+            const float *dk = delta_of(t, w, s, k);
+            uint64_t nn2 = 0, opp = 0;
+            for (size_t j = 0; j < nn; j++) {
+                float p = di[j] * dk[j];
+                nn2 += di[j] != 0.0f && dk[j] != 0.0f;
+                opp += p < 0.0f;
+            }
+            t->pair_nn[i * t->n_in + k] += nn2;
+            t->pair_opp[i * t->n_in + k] += opp;
+        }
+    }
+}
+
+static void donor_counts(au_task *t, size_t i, const float *d, const float *x,
+                         size_t nn, uint64_t *hist)
+{
+    uint64_t z = 0, sm = 0;
+    double l1 = 0.0;
+    float thr = t->small_thr;
+    for (size_t j = 0; j < nn; j++) {
+        float a = fabsf(d[j]);
+        z += a == 0.0f;
+        sm += a < thr || a == 0.0f;
+        l1 += a;
+    }
+    t->zeros[i] += z;
+    t->small[i] += sm;
+    t->l1[i] += l1;
+    if (hist)
+        ms_hist_hi_add(hist, d, nn);
+    if (t->cols % 32 == 0 && t->in[i].donor != AU_NONE) {
+        ms_dtype dt = t->in[i].t->dtype;
+        for (size_t off = 0; off + 32 <= nn; off += 32) {
+            bool tested;
+            bool fit = ms_q8_block_fits(x + off, 32, dt, &tested);
+            t->q8_tested[i] += tested;
+            t->q8_fit[i] += fit;
+        }
+    }
+}
+
+static bool needs_hist(const au_task *t, size_t i)
+{
+    return t->in[i].sparsify &&
+           (t->sparse == AU_SP_MAGNITUDE || t->sparse == AU_SP_OUTLIERS);
+}
+
+static void make_omega(const au_task *t, au_worker *w)
+{
+    uint64_t key = ms_rng_key(0x5eed, "sketch", (uint64_t)t->cols, 0);
+    size_t n = (size_t)t->cols * AU_P;
+    for (size_t j = 0; j < n; j++)
+        w->omega[j] = ms_rng_sign(key, j);
+}
+
+/* Top eigenpair of the p x p matrix yty by power iteration. */
+static double top_eig(const double *yty, size_t p, double *v)
+{
+    for (size_t i = 0; i < p; i++)
+        v[i] = 1.0 / sqrt((double)p) + 1e-3 * (double)i;
+    double lam = 0.0;
+    for (int it = 0; it < 300; it++) {
+        double nv[AU_P], norm = 0.0;
+        for (size_t i = 0; i < p; i++) {
+            nv[i] = 0.0;
+            for (size_t j = 0; j < p; j++)
+                nv[i] += yty[i * p + j] * v[j];
+            norm += nv[i] * nv[i];
+        }
+        norm = sqrt(norm);
+        if (norm <= 0.0)
+            return 0.0;
+        double diff = 0.0;
+        for (size_t i = 0; i < p; i++) {
+            double x = nv[i] / norm;
+            diff += fabs(x - v[i]);
+            v[i] = x;
+        }
+        lam = norm;
+        if (diff < 1e-12)
+            break;
+    }
+    return lam;
+}
+
+/* From the sketch Y = D * Omega (rows x p): stable-rank estimate and the
+ * top left singular direction. */
+static ms_status finish_sketch(au_task *t, size_t i, const float *y)
+{
+    size_t p = AU_P, rows = (size_t)t->rows;
+    double yty[AU_P * AU_P] = {0}, v[AU_P];
+    for (size_t r = 0; r < rows; r++)
+        for (size_t a = 0; a < p; a++)
+            for (size_t b = 0; b < p; b++)
+                yty[a * p + b] += (double)y[r * p + a] * y[r * p + b];
+    double tr = 0.0;
+    for (size_t a = 0; a < p; a++)
+        tr += yty[a * p + a];
+    double lam = top_eig(yty, p, v);
+    t->sr[i] = lam > 0.0 ? tr / lam : -1.0;
+    if (lam <= 0.0)
+        return MS_OK;
+    t->u[i] = ms_alloc_array(rows, sizeof(float));
+    if (!t->u[i])
+        return MS_ERR_NOMEM;
+    double norm = 0.0;
+    for (size_t r = 0; r < rows; r++) {
+        double s = 0.0;
+        for (size_t a = 0; a < p; a++)
+            s += y[r * p + a] * v[a];
+        t->u[i][r] = (float)s;
+        norm += s * s;
+    }
+    norm = sqrt(norm);
+    for (size_t r = 0; r < rows && norm > 0; r++)
+        t->u[i][r] = (float)(t->u[i][r] / norm);
+    return MS_OK;
+}
+
+static ms_status pass_stats(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
+{
+    size_t n_in = t->n_in;
+    bool hist = false;
+    for (size_t i = 0; i < n_in; i++)
+        hist |= needs_hist(t, i);
+    if (hist && !w->hist) {
+        w->hist = ms_alloc_array(a->n_in_max * 2 * MS_HIST_BINS, sizeof(uint64_t));
+        if (!w->hist)
+            return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+    }
+    if (hist)
+        memset(w->hist, 0, n_in * MS_HIST_BINS * sizeof(uint64_t));
+    size_t ysz = 0;
+    if (t->sketch) {
+        ysz = (size_t)t->rows * AU_P;
+        if (w->y_cap < ysz * n_in) {
+            free(w->y);
+            w->y = ms_alloc_array(ysz * n_in, sizeof(float));
+            w->y_cap = w->y ? ysz * n_in : 0;
+            if (!w->y)
+                return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+        }
+        memset(w->y, 0, ysz * n_in * sizeof(float));
+        make_omega(t, w);
+    }
+    uint64_t ci = 0;
+    for (uint64_t c = 0; c < t->n_chunks; c++) {
+        if (!au_chunk_on(t, c))
+            continue;
+        int64_t row0 = (int64_t)c * t->rows_per_chunk;
+        int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
+        ms_status st = read_inputs(a, t, w, row0, nr, false, err);
+        if (st)
+            return st;
+        size_t nn = (size_t)(nr * t->cols);
+        const float *s = stack(t, w, nn);
+        if (t->chunk_gram) {
+            double *cg = t->chunk_gram + ci * t->m * t->m;
+            gram_add(cg, s, t->m, w->cap, nn);
+            for (size_t q = 0; q < t->m * t->m; q++)
+                t->gram[q] += cg[q];
+        } else {
+            gram_add(t->gram, s, t->m, w->cap, nn);
+        }
+        ci++;
+        if (t->base >= 0) {
+            for (size_t i = 0; i < n_in; i++) {
+                if ((int)i == t->base)
+                    continue;
+                const float *d = delta_of(t, w, s, i);
+                donor_counts(t, i, d, w->x + i * w->cap, nn,
+                             needs_hist(t, i) ? w->hist + i * MS_HIST_BINS : NULL);
+                if (t->sketch)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, AU_P,
+                                (int)t->cols, 1.0f, d, (int)t->cols, w->omega, AU_P, 1.0f,
+                                w->y + i * ysz + (size_t)row0 * AU_P, AU_P);
+            }
+            pair_counts(t, w, s, nn);
+        }
+        progress(a, chunk_bytes(t, nr, false));
+    }
+    for (size_t i = 0; i < n_in; i++) {
+        t->sr[i] = -1.0;
+        if (t->sketch && (int)i != t->base && finish_sketch(t, i, w->y + i * ysz))
+            return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+        for (int k = 0; k < t->n_sel[i] && needs_hist(t, i); k++)
+            ms_select_hi(&t->sel[i][k], w->hist + i * MS_HIST_BINS);
+    }
+    return MS_OK;
+}
+
+/* ================================================================ pass 2 */
+
+/* Draw r of donor input i: keyed by (seed, tensor, input, draw). */
+static void draw_mask(const au_task *t, const au_worker *w, size_t i,
+                      uint64_t first, size_t nn, int r, uint8_t *keep)
+{
+    uint64_t key = ms_rng_key(t->seed, t->name, (uint64_t)i, (uint64_t)r);
+    if (t->sparse == AU_SP_RANDOM)
+        ms_mask_random(key, first, (float)t->in[i].density, nn, keep);
+    else
+        ms_mask_probs(key, first, w->prob + i * w->cap, nn, keep);
+}
+
+static ms_status della_probs(const au_task *t, au_worker *w, size_t i,
+                             const float *d, int64_t nr)
+{
+    if (!w->prob) {
+        w->prob = ms_alloc_array(w->cap * (size_t)AU_MAXIN, sizeof(float));
+        if (!w->prob)
+            return MS_ERR_NOMEM;
+    }
+    size_t cols = (size_t)t->cols;
+    for (int64_t r = 0; r < nr; r++)
+        ms_della_probs_row(t->in[i].density, t->in[i].epsilon, d + (size_t)r * cols,
+                           cols, w->scratch, w->prob + i * w->cap + (size_t)r * cols);
+    return MS_OK;
+}
+
+static bool is_random(const au_task *t)
+{
+    return t->sparse == AU_SP_RANDOM || t->sparse == AU_SP_DELLA;
+}
+
+static ms_status pass_select(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
+{
+    size_t n_in = t->n_in;
+    bool hist = false;
+    for (size_t i = 0; i < n_in; i++)
+        hist |= needs_hist(t, i);
+    if (hist)
+        memset(w->hist, 0, n_in * 2 * MS_HIST_BINS * sizeof(uint64_t));
+    for (uint64_t c = 0; c < t->n_chunks; c++) {
+        if (!au_chunk_on(t, c))
+            continue;
+        int64_t row0 = (int64_t)c * t->rows_per_chunk;
+        int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
+        ms_status st = read_inputs(a, t, w, row0, nr, false, err);
+        if (st)
+            return st;
+        size_t nn = (size_t)(nr * t->cols);
+        const float *s = stack(t, w, nn);
+        uint64_t first = (uint64_t)row0 * (uint64_t)t->cols;
+        for (size_t i = 0; i < n_in; i++) {
+            if ((int)i == t->base || !t->in[i].sparsify)
+                continue;
+            const float *d = delta_of(t, w, s, i);
+            if (needs_hist(t, i)) {
+                for (int k = 0; k < t->n_sel[i]; k++)
+                    ms_hist_lo_add(w->hist + (i * 2 + (size_t)k) * MS_HIST_BINS,
+                                   t->sel[i][k].hi, d, nn);
+                continue;
+            }
+            if (t->sparse == AU_SP_DELLA && della_probs(t, w, i, d, nr))
+                return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+            uint8_t *keep = w->keep + i * w->cap;
+            for (int r = 0; r < t->draws; r++) {
+                draw_mask(t, w, i, first, nn, r, keep);
+                double l1 = 0.0;
+                for (size_t j = 0; j < nn; j++)
+                    l1 += keep[j] ? fabsf(d[j]) : 0.0f;
+                t->masked_l1[i * (size_t)t->draws + (size_t)r] += l1;
+            }
+        }
+        progress(a, chunk_bytes(t, nr, false));
+    }
+    for (size_t i = 0; i < n_in; i++) {
+        if (!needs_hist(t, i))
+            continue;
+        for (int k = 0; k < t->n_sel[i]; k++)
+            ms_select_lo(&t->sel[i][k], w->hist + (i * 2 + (size_t)k) * MS_HIST_BINS);
+    }
+    return MS_OK;
+}
+
+/* ================================================================ pass 3 */
+
+typedef struct apply_ctx {
+    size_t k;                   /* donors (non-base inputs) */
+    size_t idx[AU_MAXIN];       /* input index of donor slot */
+    const float *d[AU_MAXIN];
+    const uint8_t *keep[AU_MAXIN];
+    float w[AU_MAXIN], sc[AU_MAXIN];
+    bool resc[AU_MAXIN];
+    float lam;
+    bool normalize, consensus;
+    float divisor;              /* without consensus */
+} apply_ctx;
+
+/* One element of the GTA merge, as mergekit orders the float32 steps. */
+static void gta_chunk(au_task *t, const apply_ctx *x, const float *b, size_t nn,
+                      int r, double *dot, double *mm, bool main)
+{
+    size_t k = x->k;
+    for (size_t j = 0; j < nn; j++) {
+        float wd[AU_MAXIN], part[AU_MAXIN];
+        float sw = 0.0f;
+        for (size_t q = 0; q < k; q++) {
+            float v = x->keep[q] && !x->keep[q][j] ? 0.0f : x->d[q][j];
+            if (x->resc[q])
+                v = v * x->sc[q];
+            wd[q] = v * x->w[q];
+            sw += wd[q];
+        }
+        float div = x->divisor;
+        if (x->consensus) {
+            bool pos = sw >= 0.0f;
+            div = 0.0f;
+            for (size_t q = 0; q < k; q++) {
+                bool m = pos ? wd[q] > 0.0f : wd[q] < 0.0f;
+                part[q] = m ? wd[q] : 0.0f;
+                div += x->w[q] * (m ? 1.0f : 0.0f);
+                if (main && !m && wd[q] != 0.0f)
+                    t->disc_sign[x->idx[q]] += (double)x->d[q][j] * x->d[q][j];
+            }
+            if (div == 0.0f)
+                div = 1.0f;
+        } else {
+            for (size_t q = 0; q < k; q++)
+                part[q] = wd[q];
+        }
+        float mixed = 0.0f;
+        for (size_t q = 0; q < k; q++) {
+            if (x->normalize)
+                part[q] = part[q] / div;
+            if (x->lam != 1.0f)
+                part[q] = part[q] * x->lam;
+            mixed += part[q];
+        }
+        float mv = (b[j] + mixed) - b[j];
+        *mm += (double)mv * mv;
+        for (size_t q = 0; q < k; q++)
+            dot[x->idx[q]] += (double)part[q] * mv;
+    }
+    (void)r;
+}
+
+/* SCE (select_topk = 1): sign election on the unweighted deltas, weights
+ * from mean squares, per-element normalisation. */
+static void sce_chunk(au_task *t, const apply_ctx *x, const float *b, size_t nn,
+                      double *dot, double *mm)
+{
+    size_t k = x->k;
+    (void)t;
+    for (size_t j = 0; j < nn; j++) {
+        float sw = 0.0f, part[AU_MAXIN];
+        for (size_t q = 0; q < k; q++)
+            sw += x->d[q][j];
+        bool pos = sw >= 0.0f;
+        float den = 0.0f;
+        for (size_t q = 0; q < k; q++) {
+            float dv = x->d[q][j];
+            bool m = pos ? dv > 0.0f : dv < 0.0f;
+            part[q] = m ? x->w[q] * dv : 0.0f;
+            den += m ? x->w[q] : 0.0f;
+        }
+        if (den < 1e-6f)
+            den = 1e-6f;
+        float mixed = 0.0f;
+        for (size_t q = 0; q < k; q++) {
+            part[q] = part[q] / den;
+            mixed += part[q];
+        }
+        float mv = (b[j] + mixed) - b[j];
+        *mm += (double)mv * mv;
+        for (size_t q = 0; q < k; q++)
+            dot[x->idx[q]] += (double)part[q] * mv;
+    }
+}
+
+static void setup_apply(const au_task *t, apply_ctx *x)
+{
+    memset(x, 0, sizeof(*x));
+    float wsum = 0.0f;
+    for (size_t i = 0; i < t->n_in; i++) {
+        if ((int)i == t->base)
+            continue;
+        size_t q = x->k++;
+        x->idx[q] = i;
+        x->w[q] = (float)(t->in[i].weight * t->wscale[i]);
+        wsum += x->w[q];
+    }
+    x->lam = (float)t->lambda;
+    x->normalize = t->normalize;
+    x->consensus = t->consensus;
+    x->divisor = fabsf(wsum) < 1e-8f ? 1.0f : wsum;
+}
+
+/* SCE donor weights: mean squared delta over their sum (uniform when the
+ * sum of means is below 1e-6). */
+static void sce_weights(const au_task *t, apply_ctx *x)
+{
+    double ms[AU_MAXIN], sum = 0.0;
+    for (size_t q = 0; q < x->k; q++) {
+        size_t r = (size_t)t->in[x->idx[q]].srow;
+        ms[q] = t->gram[r * t->m + r] / (double)(t->n_elems_on ? t->n_elems_on : 1);
+        sum += ms[q];
+    }
+    for (size_t q = 0; q < x->k; q++)
+        x->w[q] = (float)(sum < 1e-6 ? 1.0 / (double)x->k : ms[q] / sum) *
+                  (float)t->wscale[x->idx[q]];
+}
+
+static void kept_pairs(au_task *t, const apply_ctx *x, size_t nn)
+{
+    for (size_t p = 0; p < x->k; p++)
+        for (size_t q = p + 1; q < x->k; q++) {
+            uint64_t both = 0, opp = 0;
+            for (size_t j = 0; j < nn; j++) {
+                float a = x->d[p][j], b = x->d[q][j];
+                bool kp = !x->keep[p] || x->keep[p][j];
+                bool kq = !x->keep[q] || x->keep[q][j];
+                bool on = kp && kq && a != 0.0f && b != 0.0f;
+                both += on;
+                opp += on && (a * b < 0.0f);
+            }
+            t->kept_nn[x->idx[p] * t->n_in + x->idx[q]] += both;
+            t->kept_opp[x->idx[p] * t->n_in + x->idx[q]] += opp;
+        }
+}
+
+static void trim_energy(au_task *t, const apply_ctx *x, size_t nn)
+{
+    for (size_t q = 0; q < x->k; q++) {
+        double tot = 0.0, lost = 0.0;
+        for (size_t j = 0; j < nn; j++) {
+            double v = (double)x->d[q][j] * x->d[q][j];
+            tot += v;
+            if (x->keep[q] && !x->keep[q][j])
+                lost += v;
+        }
+        t->disc_sq[x->idx[q]] += tot;
+        t->disc_trim[x->idx[q]] += lost;
+    }
+}
+
+static void set_cuts(au_task *t, ms_cut *cuts)
+{
+    for (size_t i = 0; i < t->n_in; i++) {
+        cuts[i] = t->cut[i];
+        cuts[i].seen_a = cuts[i].seen_b = 0;
+    }
+}
+
+static ms_status pass_apply(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
+{
+    int draws = t->draws;
+    memset(t->dot, 0, (size_t)draws * t->n_in * sizeof(double));
+    memset(t->mm, 0, (size_t)draws * sizeof(double));
+    memset(t->disc_sq, 0, sizeof(t->disc_sq));
+    memset(t->disc_trim, 0, sizeof(t->disc_trim));
+    memset(t->disc_sign, 0, sizeof(t->disc_sign));
+    if (t->kept_nn) {
+        memset(t->kept_nn, 0, t->n_in * t->n_in * sizeof(uint64_t));
+        memset(t->kept_opp, 0, t->n_in * t->n_in * sizeof(uint64_t));
+    }
+    ms_cut cuts[AU_MAXIN];
+    set_cuts(t, cuts);
+    apply_ctx x;
+    setup_apply(t, &x);
+    if (a->sim == AU_SCE)
+        sce_weights(t, &x);
+    uint64_t ci = 0;
+    for (uint64_t c = 0; c < t->n_chunks; c++) {
+        if (!au_chunk_on(t, c))
+            continue;
+        int64_t row0 = (int64_t)c * t->rows_per_chunk;
+        int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
+        ms_status st = read_inputs(a, t, w, row0, nr, false, err);
+        if (st)
+            return st;
+        size_t nn = (size_t)(nr * t->cols);
+        const float *s = stack(t, w, nn);
+        const float *b = w->x + (size_t)t->base * w->cap;
+        uint64_t first = (uint64_t)row0 * (uint64_t)t->cols;
+        for (size_t q = 0; q < x.k; q++)
+            x.d[q] = delta_of(t, w, s, x.idx[q]);
+        double cdot[AU_MAXIN] = {0}, cmm = 0.0;
+        for (int r = 0; r < draws; r++) {
+            for (size_t q = 0; q < x.k; q++) {
+                size_t i = x.idx[q];
+                x.keep[q] = NULL;
+                x.resc[q] = false;
+                if (!t->in[i].sparsify)
+                    continue;
+                uint8_t *keep = w->keep + i * w->cap;
+                if (is_random(t)) {
+                    if (r == 0 && t->sparse == AU_SP_DELLA && della_probs(t, w, i, x.d[q], nr))
+                        return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+                    draw_mask(t, w, i, first, nn, r, keep);
+                } else if (r == 0) {
+                    ms_cut_apply(&cuts[i], x.d[q], nn, keep);
+                }
+                x.keep[q] = keep;
+                float sc = t->rscale[i * (size_t)draws + (size_t)r];
+                x.resc[q] = t->rescale && sc != 0.0f;
+                x.sc[q] = sc;
+            }
+            double *dot = t->dot + (size_t)r * t->n_in;
+            double before[AU_MAXIN], mm0 = t->mm[r];
+            memcpy(before, dot, t->n_in * sizeof(double));
+            if (t->sparse == AU_SP_NONE && a->sim == AU_SCE)
+                sce_chunk(t, &x, b, nn, dot, &t->mm[r]);
+            else
+                gta_chunk(t, &x, b, nn, r, dot, &t->mm[r], r == 0);
+            if (r == 0) {
+                trim_energy(t, &x, nn);
+                if (t->kept_nn)
+                    kept_pairs(t, &x, nn);
+                for (size_t i = 0; i < t->n_in; i++)
+                    cdot[i] = dot[i] - before[i];
+                cmm = t->mm[r] - mm0;
+            }
+        }
+        if (t->chunk_dot) {
+            double *cd = t->chunk_dot + ci * (t->n_in + 1);
+            memcpy(cd, cdot, t->n_in * sizeof(double));
+            cd[t->n_in] = cmm;
+        }
+        ci++;
+        progress(a, chunk_bytes(t, nr, false));
+    }
+    return MS_OK;
+}
+
+/* ============================================================ selections */
+
+/* Decide the cuts after pass 1 (positions) or pass 2 (values). */
+static void plan_selects(au_task *t)
+{
+    uint64_t n = t->n_elems_on;
+    for (size_t i = 0; i < t->n_in; i++) {
+        t->n_sel[i] = 0;
+        if (!t->in[i].sparsify)
+            continue;
+        double dens = t->in[i].density;
+        if (t->sparse == AU_SP_MAGNITUDE) {
+            uint64_t k = (uint64_t)floor(dens * (double)n);
+            if (k > 0 && k < n) {
+                t->sel[i][0].pos = n - k;
+                t->n_sel[i] = 1;
+            }
+        } else if (t->sparse == AU_SP_OUTLIERS) {
+            int64_t target = (int64_t)floor(dens * (double)n);
+            int64_t top = (int64_t)floor(t->in[i].gamma * (double)n);
+            int64_t bot = (int64_t)n - target - top;
+            if (bot < 0) {
+                top += bot;
+                bot = 0;
+            }
+            if (top > 0 && bot < (int64_t)n - top) {
+                t->sel[i][0].pos = (uint64_t)bot;
+                t->sel[i][1].pos = n - (uint64_t)top - 1;
+                t->n_sel[i] = 2;
+            }
+        }
+    }
+}
+
+static void finish_cuts(au_task *t)
+{
+    uint64_t n = t->n_elems_on;
+    for (size_t i = 0; i < t->n_in; i++) {
+        if (!t->in[i].sparsify) {
+            ms_cut_all(&t->cut[i]);
+            continue;
+        }
+        double dens = t->in[i].density;
+        if (t->sparse == AU_SP_MAGNITUDE) {
+            uint64_t k = (uint64_t)floor(dens * (double)n);
+            if (t->n_sel[i] == 1)
+                ms_cut_topk(&t->cut[i], n, k, &t->sel[i][0]);
+            else if (k >= n)
+                ms_cut_all(&t->cut[i]);
+            else
+                ms_cut_none(&t->cut[i]);
+        } else if (t->sparse == AU_SP_OUTLIERS) {
+            if (t->n_sel[i] == 2)
+                ms_cut_range(&t->cut[i], t->sel[i][0].pos, t->sel[i][1].pos + 1,
+                             &t->sel[i][0], &t->sel[i][1]);
+            else
+                ms_cut_none(&t->cut[i]); /* mergekit's [n_bot:-0] */
+        }
+    }
+}
+
+/* L1 rescale factors (mergekit: skipped when either norm is < 1e-7). */
+static void finish_rescale(au_task *t)
+{
+    for (size_t i = 0; i < t->n_in; i++)
+        for (int r = 0; r < t->draws; r++) {
+            size_t q = i * (size_t)t->draws + (size_t)r;
+            t->rscale[q] = 0.0f;
+            if (!t->in[i].sparsify || !t->rescale)
+                continue;
+            double before = t->l1[i];
+            double after = is_random(t) ? t->masked_l1[q] : 0.0;
+            if (before < 1e-7 || after < 1e-7)
+                continue;
+            t->rscale[q] = (float)before / (float)after;
+        }
+}
+
+static ms_status pass_kept_l1(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
+{
+    /* magnitude cuts with rescale: L1 of the kept part needs the cut */
+    ms_cut cuts[AU_MAXIN];
+    set_cuts(t, cuts);
+    for (uint64_t c = 0; c < t->n_chunks; c++) {
+        if (!au_chunk_on(t, c))
+            continue;
+        int64_t row0 = (int64_t)c * t->rows_per_chunk;
+        int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
+        ms_status st = read_inputs(a, t, w, row0, nr, false, err);
+        if (st)
+            return st;
+        size_t nn = (size_t)(nr * t->cols);
+        const float *s = stack(t, w, nn);
+        for (size_t i = 0; i < t->n_in; i++) {
+            if ((int)i == t->base || !t->in[i].sparsify)
+                continue;
+            const float *d = delta_of(t, w, s, i);
+            uint8_t *keep = w->keep + i * w->cap;
+            ms_cut_apply(&cuts[i], d, nn, keep);
+            double l1 = 0.0;
+            for (size_t j = 0; j < nn; j++)
+                l1 += keep[j] ? fabsf(d[j]) : 0.0f;
+            t->masked_l1[i * (size_t)t->draws] += l1;
+        }
+    }
+    return MS_OK;
+}
+
+ms_status au_task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
+                         ms_error *err)
+{
+    ms_status st;
+    if (t->skipped)
+        return MS_OK;
+    if ((passes & AU_PASS_BASE) && t->base >= 0 && (st = pass_base(a, t, w, err)))
+        return st;
+    if (passes & AU_PASS_STATS) {
+        plan_selects(t);
+        if ((st = pass_stats(a, t, w, err)))
+            return st;
+    }
+    bool need_sel = false;
+    for (size_t i = 0; i < t->n_in; i++)
+        need_sel |= t->in[i].sparsify && (t->n_sel[i] > 0 || is_random(t));
+    if ((passes & AU_PASS_SELECT) && need_sel && (st = pass_select(a, t, w, err)))
+        return st;
+    if (passes & AU_PASS_SELECT) {
+        finish_cuts(t);
+        if (t->rescale && !is_random(t) && t->sparse != AU_SP_NONE) {
+            if ((st = pass_kept_l1(a, t, w, err)))
+                return st;
+        }
+        finish_rescale(t);
+    }
+    if (passes & AU_PASS_APPLY) {
+        if (a->sim == AU_APPLY || a->sim == AU_SCE)
+            return pass_apply(a, t, w, err);
+        au_gram_sim(a, t);
+    }
+    return MS_OK;
+}
+
+/* ====================================================== Gram simulation */
+
+/* c_i = sum_r alpha[i][r] S_r; M = sum_i c_i. Fills t->dot / t->mm (draw 0). */
+static void gram_shares(au_task *t, double alpha[][AU_MAXIN])
+{
+    size_t m = t->m;
+    double am[AU_MAXIN] = {0};
+    for (size_t i = 0; i < t->n_in; i++)
+        for (size_t r = 0; r < m; r++)
+            am[r] += alpha[i][r];
+    double g[AU_MAXIN * AU_MAXIN];
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < m; j++)
+            g[i * m + j] = i <= j ? t->gram[i * m + j] : t->gram[j * m + i];
+    double gm[AU_MAXIN] = {0};
+    for (size_t r = 0; r < m; r++)
+        for (size_t s = 0; s < m; s++)
+            gm[r] += g[r * m + s] * am[s];
+    double mm = 0.0;
+    for (size_t r = 0; r < m; r++)
+        mm += am[r] * gm[r];
+    t->mm[0] = mm;
+    for (size_t i = 0; i < t->n_in; i++) {
+        double d = 0.0;
+        for (size_t r = 0; r < m; r++)
+            d += alpha[i][r] * gm[r];
+        t->dot[i] = d;
+    }
+}
+
+static double gsym(const au_task *t, size_t i, size_t j)
+{
+    return i <= j ? t->gram[i * t->m + j] : t->gram[j * t->m + i];
+}
+
+/* <x_i, x_j> of the inputs themselves from the stacked Gram. */
+static double raw_dot(const au_task *t, size_t i, size_t j)
+{
+    if (t->base < 0)
+        return gsym(t, (size_t)t->in[i].srow, (size_t)t->in[j].srow);
+    size_t ri = (size_t)t->in[i].srow, rj = (size_t)t->in[j].srow;
+    double v = gsym(t, 0, 0);
+    if (ri)
+        v += gsym(t, 0, ri);
+    if (rj)
+        v += gsym(t, 0, rj);
+    if (ri && rj)
+        v += gsym(t, ri, rj);
+    return v;
+}
+
+/* alpha for x_i (the input itself) */
+static void add_raw(const au_task *t, double *alpha, size_t i, double c)
+{
+    if (t->base < 0) {
+        alpha[t->in[i].srow] += c;
+        return;
+    }
+    alpha[0] += c;
+    if (t->in[i].srow)
+        alpha[t->in[i].srow] += c;
+}
+
+static void slerp_coeffs(double t_, double v0v0, double v1v1, double v0v1,
+                         double *s0, double *s1)
+{
+    double n0 = sqrt(v0v0), n1 = sqrt(v1v1);
+    double dot = v0v1 / ((n0 > 1e-8 ? n0 : 1.0) * (n1 > 1e-8 ? n1 : 1.0));
+    if (fabs(dot) > 0.9995) {
+        *s0 = 1.0 - t_;
+        *s1 = t_;
+        return;
+    }
+    double th = acos(dot), sn = sin(th);
+    *s0 = sin(th - th * t_) / sn;
+    *s1 = sin(th * t_) / sn;
+}
+
+void au_gram_sim(const ms_audit *a, au_task *t)
+{
+    double alpha[AU_MAXIN][AU_MAXIN];
+    memset(alpha, 0, sizeof(alpha));
+    size_t n = t->n_in;
+    double wsum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if ((int)i != t->base || !t->origin)
+            wsum += (float)(t->in[i].weight * t->wscale[i]);
+    switch (a->method) {
+    case MS_METHOD_LINEAR:
+        for (size_t i = 0; i < n; i++)
+            add_raw(t, alpha[i], i, (t->in[i].weight * t->wscale[i]) /
+                                        (t->normalize ? wsum : 1.0));
+        break;
+    case MS_METHOD_PASSTHROUGH:
+        for (size_t i = 0; i < n; i++)
+            add_raw(t, alpha[i], i, t->in[i].scale);
+        break;
+    case MS_METHOD_SLERP:
+        if (n == 1) {
+            add_raw(t, alpha[0], 0, 1.0);
+        } else {
+            size_t i0 = t->base >= 0 ? (size_t)t->base : 0, i1 = 1 - i0;
+            double s0, s1;
+            slerp_coeffs(t->t, raw_dot(t, i0, i0), raw_dot(t, i1, i1), raw_dot(t, i0, i1),
+                         &s0, &s1);
+            add_raw(t, alpha[i0], i0, s0);
+            add_raw(t, alpha[i1], i1, s1);
+        }
+        break;
+    case MS_METHOD_NUSLERP: {
+        size_t idx[2], k = 0;
+        for (size_t i = 0; i < n && k < 2; i++)
+            if ((int)i != t->base || !t->origin)
+                idx[k++] = i;
+        if (k < 2)
+            break;
+        double w1 = t->in[idx[0]].weight * t->wscale[idx[0]];
+        double w2 = t->in[idx[1]].weight * t->wscale[idx[1]];
+        double tt = fabs(w1 + w2) < 1e-6 ? 0.5 : w2 / (w1 + w2);
+        size_t r0 = (size_t)t->in[idx[0]].srow, r1 = (size_t)t->in[idx[1]].srow;
+        double aa, bb, ab;
+        if (t->origin) {
+            aa = gsym(t, r0, r0), bb = gsym(t, r1, r1), ab = gsym(t, r0, r1);
+        } else {
+            aa = raw_dot(t, idx[0], idx[0]), bb = raw_dot(t, idx[1], idx[1]);
+            ab = raw_dot(t, idx[0], idx[1]);
+        }
+        double n0 = fmax(sqrt(aa), 1e-7), n1 = fmax(sqrt(bb), 1e-7);
+        double c = fmin(1.0, fmax(-1.0, ab / (n0 * n1)));
+        double th = acos(c), sn = sin(th), s0 = 1.0 - tt, s1 = tt;
+        if (fabs(sn) >= 1e-8) {
+            s0 = sin((1.0 - tt) * th) / sn;
+            s1 = sin(tt * th) / sn;
+        }
+        if (t->origin) {
+            alpha[idx[0]][r0] += s0;
+            alpha[idx[1]][r1] += s1;
+        } else {
+            add_raw(t, alpha[idx[0]], idx[0], s0);
+            add_raw(t, alpha[idx[1]], idx[1], s1);
+        }
+        break;
+    }
+    case MS_METHOD_MODEL_STOCK: {
+        double csum = 0.0;
+        size_t np = 0, N = n - 1;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i + 1; j < n; j++) {
+                if ((int)i == t->base || (int)j == t->base)
+                    continue;
+                size_t ri = (size_t)t->in[i].srow, rj = (size_t)t->in[j].srow;
+                double den = fmax(sqrt(gsym(t, ri, ri) * gsym(t, rj, rj)), 1e-6);
+                csum += fmin(1.0, fmax(-1.0, gsym(t, ri, rj) / den));
+                np++;
+            }
+        double c = np ? csum / (double)np : 0.0;
+        double tt = (double)N * c / (1.0 + (double)(N - 1) * c);
+        for (size_t i = 0; i < n; i++)
+            if ((int)i != t->base)
+                alpha[i][t->in[i].srow] += tt / (double)N;
+        break;
+    }
+    default: { /* task arithmetic without trimming or sign election */
+        double div = t->normalize ? (fabs(wsum) < 1e-8 ? 1.0 : wsum) : 1.0;
+        for (size_t i = 0; i < n; i++)
+            if ((int)i != t->base)
+                alpha[i][t->in[i].srow] += t->lambda * (float)(t->in[i].weight * t->wscale[i]) / div;
+        break;
+    }
+    }
+    gram_shares(t, alpha);
+}
