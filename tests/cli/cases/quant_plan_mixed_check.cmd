@@ -1,0 +1,1 @@
+quant --check-plan $TMP/mixed.plan $SHARED/real-gguf/gguf/model-MIXED.gguf -q
