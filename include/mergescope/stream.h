@@ -11,8 +11,11 @@
  * threads x K x chunk_elems x 4 bytes, whatever the model size.
  *
  * fn runs concurrently on different workers (worker index 0..threads-1 is
- * in the chunk): accumulate into per-worker storage or per-slot storage
- * guarded by the caller. A non-zero status from fn or tensor_done stops the
+ * in the chunk; with threads <= 0, 0..ms_cpu_count()-1; a memory limit or
+ * a short job may use fewer): accumulate into per-worker storage or
+ * per-slot storage guarded by the caller. With one worker everything runs
+ * on the calling thread. The next chunk a worker will likely take is
+ * prefetched (ms_map_willneed) while it works on the current one. A non-zero status from fn or tensor_done stops the
  * job promptly (no new chunk starts); the first error is returned.
  *
  * Chunk boundaries are deterministic: slot s with n_rows x n_cols is cut
