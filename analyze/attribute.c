@@ -187,6 +187,7 @@ static void scope_free(ms_attr_scope *sc)
     ms_fit_free(&sc->fit);
     free(sc->sign_agreement);
     free(sc->intended);
+    free(sc->consensus);
 }
 
 void ms_attribute_result_free(ms_attribute_result *r)

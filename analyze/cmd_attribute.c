@@ -28,7 +28,9 @@ static const char *const usage[] = {
     "and the residual share no linear mix explains. Without a base (linear",
     "merges: --base omitted, or a recipe without base_model) MERGED itself is",
     "fitted on the donors. Each layer, filter class and the whole model is one",
-    "fit over the summed normal equations of its tensors.",
+    "fit over the summed normal equations of its tensors. --consensus adds a",
+    "second pass splitting each element of M among the donors that agree with",
+    "its sign (closer to the true contributions of TIES / DARE-TIES merges).",
     NULL
 };
 
@@ -149,6 +151,10 @@ static void scope_json(cJSON *o, const ms_attribute_result *r,
     cJSON_AddItemToObject(o, "shares", donor_map(r, sc->fit.share));
     if (sc->intended)
         cJSON_AddItemToObject(o, "intended", donor_map(r, sc->intended));
+    if (sc->consensus) {
+        cJSON_AddItemToObject(o, "consensus_shares", donor_map(r, sc->consensus));
+        an_json_num(o, "consensus_unattributed", sc->consensus_unattributed);
+    }
     an_json_num(o, "residual_share", sc->fit.residual);
     an_json_num(o, "condition", sc->fit.condition);
     cJSON_AddBoolToObject(o, "ill_conditioned", sc->fit.ill_conditioned);
@@ -178,9 +184,13 @@ static cJSON *result_json(const ms_attribute_result *r)
         an_json_num(d, "sign_agreement", r->overall.sign_agreement[i]);
         if (r->overall.intended)
             an_json_num(d, "intended_weight", r->overall.intended[i]);
+        if (r->overall.consensus)
+            an_json_num(d, "consensus_share", r->overall.consensus[i]);
         cJSON_AddItemToArray(donors, d);
     }
     an_json_num(root, "residual_share", r->overall.fit.residual);
+    if (r->overall.consensus)
+        an_json_num(root, "consensus_unattributed", r->overall.consensus_unattributed);
     an_json_num(root, "condition", r->overall.fit.condition);
     cJSON_AddBoolToObject(root, "ill_conditioned", r->overall.fit.ill_conditioned);
     cJSON_AddNumberToObject(root, "n_ill_conditioned_tensors", (double)r->n_ill_conditioned);
@@ -239,8 +249,9 @@ static void print_text(const ms_attribute_result *r, bool per_tensor)
     if (r->base)
         printf(" - %s", an_label(r->base));
     printf(" on %zu donors, %zu tensors\n", r->k, r->n_tensors);
-    printf("  %-3s %-32s %12s %9s %10s%s\n", "", "donor", "coefficient", "share",
-           "sign_agree", r->overall.intended ? "   intended" : "");
+    printf("  %-3s %-32s %12s %9s %10s%s%s\n", "", "donor", "coefficient", "share",
+           "sign_agree", r->overall.intended ? "   intended" : "",
+           r->overall.consensus ? "  consensus" : "");
     for (size_t i = 0; i < r->k; i++) {
         printf("  d%-2zu %-32s %12s %9s %10s", i, an_label(r->donors[i]),
                an_fmt(b[0], 32, "%.6f", r->overall.fit.coef[i]),
@@ -248,6 +259,8 @@ static void print_text(const ms_attribute_result *r, bool per_tensor)
                an_fmt(b[2], 32, "%.4f", r->overall.sign_agreement[i]));
         if (r->overall.intended)
             printf(" %10s", an_fmt(b[3], 32, "%.6f", r->overall.intended[i]));
+        if (r->overall.consensus)
+            printf(" %10s", an_fmt(b[3], 32, "%.4f", r->overall.consensus[i]));
         printf("\n");
     }
     printf("  residual share %s, condition %s%s; %zu tensor fits ill-conditioned\n",
@@ -255,6 +268,9 @@ static void print_text(const ms_attribute_result *r, bool per_tensor)
            an_fmt(b[1], 32, "%.3g", r->overall.fit.condition),
            r->overall.fit.ill_conditioned ? " (ill-conditioned)" : "",
            r->n_ill_conditioned);
+    if (r->overall.consensus)
+        printf("  consensus: share of ||M||^2 no donor agrees with %s\n",
+               an_fmt(b[0], 32, "%.6f", r->overall.consensus_unattributed));
     printf("\nshares by scope\n  %-10s", "scope");
     for (size_t i = 0; i < r->k; i++)
         printf("  share d%-2zu", i);
@@ -289,7 +305,7 @@ static void print_text(const ms_attribute_result *r, bool per_tensor)
 
 typedef struct attr_args {
     const char *base, *recipe;
-    bool per_tensor;
+    bool per_tensor, consensus;
 } attr_args;
 
 static int run(const ms_common *c, const attr_args *a, const char *const *names,
@@ -331,6 +347,12 @@ static int run(const ms_common *c, const attr_args *a, const char *const *names,
                                   n_names - off - 1, &so, rc ? intended_fn : NULL, rc,
                                   &r, &err))
         code = ms_report_error(&err);
+    if (!code && a->consensus && !base)
+        code = ms_die_usage("--consensus needs a base model");
+    if (!code && a->consensus
+        && ms_attribute_consensus(r, base, merged, (const ms_model *const *)m + off + 1,
+                                  n_names - off - 1, &so, &err))
+        code = ms_report_error(&err);
     ms_progress_finish(&bar);
     if (!code) {
         if (rc)
@@ -361,6 +383,7 @@ int cmd_attribute(int argc, char **argv)
         MS_OPT_STRING_(0, "base", &a.base, "MODEL", "the base model the deltas are taken against"),
         MS_OPT_STRING_(0, "recipe", &a.recipe, "RECIPE", "take base and donors from a mergekit recipe"),
         MS_OPT_BOOL_(0, "per-tensor", &a.per_tensor, "print the per-tensor coefficients too"),
+        MS_OPT_BOOL_(0, "consensus", &a.consensus, "also consensus shares (a second pass; for TIES/DARE-like merges)"),
         MS_COMMON_OPTIONS(&c),
         MS_OPT_END_
     };

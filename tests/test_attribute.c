@@ -133,6 +133,55 @@ static void check_peer(const char *method)
     free(dir);
 }
 
+/* Consensus shares against ref_merge.py's true contributions
+ * sum_t <c_i,t, M_t> / sum_t ||M_t||^2 (c_i after trimming, sign election
+ * and rescaling): within 0.02. */
+static void check_consensus(const char *method)
+{
+    char *dir = an_ref_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench or /usr/bin/python3 is absent");
+    char merged[64], shares[64];
+    snprintf(merged, sizeof(merged), "merged-%s", method);
+    snprintf(shares, sizeof(shares), "shares-%s.json", method);
+    cJSON *ref = an_load_json(dir, shares);
+    const cJSON *ov = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(ref, "shares"), "overall");
+    ms_model *m[5] = {an_open(dir, "fam/base"), an_open(dir, merged), an_open(dir, "fam/donor1"),
+                      an_open(dir, "fam/donor2"), an_open(dir, "fam/donor3")};
+    ms_attribute_result *r = NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_attribute_run(m[0], m[1], (const ms_model *const *)m + 2, 3, &opts2, NULL,
+                                  NULL, &r, &err), MS_OK, "%s", err.msg);
+    cr_assert_eq(ms_attribute_consensus(r, m[0], m[1], (const ms_model *const *)m + 2, 3,
+                                        &opts2, &err), MS_OK, "%s", err.msg);
+    double sum = r->overall.consensus_unattributed;
+    for (int i = 0; i < 3; i++) {
+        char d[32];
+        snprintf(d, sizeof(d), "fam/donor%d", i + 1);
+        cr_assert_float_eq(r->overall.consensus[i], an_num(ov, d), 0.02, "%s %s: %.4f vs %.4f",
+                           method, d, r->overall.consensus[i], an_num(ov, d));
+        sum += r->overall.consensus[i];
+    }
+    cr_assert_float_eq(sum, 1.0, 1e-9, "consensus shares split ||M||^2 completely");
+    ms_attribute_result_free(r);
+    for (int i = 0; i < 5; i++)
+        ms_model_close(m[i]);
+    cJSON_Delete(ref);
+    free(dir);
+}
+
+Test(attribute, ties_consensus_shares_near_true_contributions)
+{
+    check_consensus("ties");
+}
+
+Test(attribute, dare_ties_consensus_shares_near_true_contributions)
+{
+    check_consensus("dare_ties");
+}
+
 Test(attribute, ties_matches_numpy_least_squares)
 {
     check_peer("ties");

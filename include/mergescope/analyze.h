@@ -192,6 +192,9 @@ typedef struct ms_attr_scope {
                                NaN when there are none */
     double *intended;     /* k recipe weights (pooled: element-weighted
                              mean), or NULL without a recipe */
+    double *consensus;    /* k consensus shares (ms_attribute_consensus),
+                             or NULL */
+    double consensus_unattributed; /* share of ||M||^2 no donor agrees with */
 } ms_attr_scope;
 
 /* Per-tensor intended weights, asked once per matched tensor. */
@@ -229,6 +232,21 @@ ms_status ms_attribute_run(const ms_model *base, const ms_model *merged,
                            ms_attribute_intended_fn intended, void *ictx,
                            ms_attribute_result **out, ms_error *err);
 void ms_attribute_result_free(ms_attribute_result *r);
+
+/*
+ * Consensus shares, for sign-electing merges (TIES, DARE-TIES, DELLA) whose
+ * merged delta no linear mix explains: a second pass that splits every
+ * element of M among the donors whose fitted contribution alpha_i d_i (with
+ * the tensor's own least-squares alpha) has M's sign, in proportion to it:
+ * consensus_i = sum_e M_e^2 (alpha_i d_i,e / sum_agreeing alpha_j d_j,e) /
+ * ||M||^2, pooled like every other figure. Elements where no donor agrees
+ * go to consensus_unattributed. Needs the base (MS_ERR_USAGE without) and
+ * the same models r was computed from.
+ */
+ms_status ms_attribute_consensus(ms_attribute_result *r, const ms_model *base,
+                                 const ms_model *merged,
+                                 const ms_model *const *donors, size_t k,
+                                 const ms_stream_opts *opts, ms_error *err);
 
 /* ================================================================ provenance */
 
