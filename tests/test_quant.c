@@ -429,3 +429,35 @@ Test(quant, bad_policies_and_plans)
     cr_assert_eq(err.line, 2);
     ms_model_close(m);
 }
+
+/* The real-models GGUFs (llama-quantize output, no reference dump): every
+ * tensor decodes, and each type's error against the F32 GGUF stays within
+ * what its bits allow (float16 scale steps: Q8_0 about 2^-8 of a block's
+ * range, Q5_0 2^-5, F16 exact to 2^-11). */
+Test(quant, real_models_decode_within_type_bounds)
+{
+    const char *files[] = {"stories260K-base.Q8_0.gguf", "stories260K-base.Q4_K_M.gguf",
+                           "stories260K-merge-ta.Q8_0.gguf", "stories260K-merge-ta.Q4_K_M.gguf"};
+    for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+        char rel[256];
+        snprintf(rel, sizeof(rel), "real-models/stories260K-family/%s", files[f]);
+        ms_model *m = open_model(rel);
+        snprintf(rel, sizeof(rel), "real-models/stories260K-family/%.*s.f32.gguf",
+                 (int)(strchr(files[f], '.') - files[f]), files[f]);
+        ms_model *ref = open_model(rel);
+        ms_quant_result *r = run(m, ref, NULL, 2);
+        cr_assert_eq(r->n_tensors, 47, "%s", files[f]);
+        cr_assert_eq(r->n_unmatched, 0);
+        for (size_t i = 0; i < r->n_tensors; i++) {
+            const ms_quant_tensor *t = &r->tensors[i];
+            double bound = t->type == MS_DTYPE_F32 ? 0 : t->type == MS_DTYPE_F16 ? 1e-3
+                           : t->type == MS_DTYPE_Q8_0 ? 1e-2 : 0.1;
+            cr_assert_leq(t->fig.rel_rmse, bound, "%s %s (%s)", files[f], t->name,
+                          ms_dtype_name(t->type));
+            cr_assert_gt(t->fig.cosine, 0.99);
+        }
+        ms_quant_result_free(r);
+        ms_model_close(m);
+        ms_model_close(ref);
+    }
+}
