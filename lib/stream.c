@@ -144,7 +144,7 @@ static ms_status fit_workers(stream_state *st, size_t per_worker_floats,
     if (!ms_mul_u64(per_worker_floats, sizeof(float), &per_worker))
         return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "chunk buffers too large");
     uint64_t budget = st->opts ? st->opts->max_memory : 0;
-    if (budget) {
+    if (budget && per_worker) {
         if (per_worker > budget)
             return ms_error_set(err, MS_ERR_NOMEM, NULL, -1,
                                 "one worker needs %llu bytes of buffers, more than "

@@ -570,3 +570,45 @@ Test(stream, match_lists_missing_and_reshaped_tensors)
     ms_model_close(stack);
     ms_model_close(demo);
 }
+
+static ms_status never_fn(void *p, const ms_stream_chunk *c, ms_error *err)
+{
+    (void)c;
+    (void)err;
+    (*(atomic_int *)p) += 1000;
+    return MS_OK;
+}
+
+static ms_status count_done(void *p, size_t slot, ms_error *err)
+{
+    (void)slot;
+    (void)err;
+    (*(atomic_int *)p)++;
+    return MS_OK;
+}
+
+Test(stream, empty_slots_get_tensor_done_only)
+{
+    /* zero-row tensors are never decoded: the models are never touched */
+    ms_model m = {0};
+    ms_tensor t[2] = {{.name = "a", .n_rows = 0, .n_cols = 5},
+                      {.name = "b", .n_rows = 3, .n_cols = 0}};
+    const ms_model *models[1] = {&m};
+    const ms_tensor *ts[2] = {&t[0], &t[1]};
+    ms_stream_job job = {models, 1, ts, 2};
+    for (int threads = 1; threads <= 3; threads++) {
+        atomic_int calls = 0;
+        ms_stream_opts o = {.threads = threads, .max_memory = 1};
+        ms_error e;
+        ms_error_clear(&e);
+        cr_assert_eq(ms_stream_run(&job, &o, never_fn, count_done, &calls, &e), MS_OK,
+                     "%s", e.msg);
+        cr_assert_eq(calls, 2, "tensor_done twice and fn never (%d)", (int)calls);
+    }
+    ms_stream_job none = {models, 1, ts, 0};
+    atomic_int calls = 0;
+    ms_error e;
+    ms_error_clear(&e);
+    cr_assert_eq(ms_stream_run(&none, NULL, never_fn, count_done, &calls, &e), MS_OK);
+    cr_assert_eq(calls, 0);
+}
