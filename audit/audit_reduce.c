@@ -32,6 +32,8 @@ typedef struct scope_acc {
     double *tv_sq, *base_sq, *xb, *xx, *zeros, *small, *numel;
     double var_num;   /* sampling: variance numerators are per donor */
     double *svar;     /* n_donors */
+    double *rvar, *rvar2; /* n_donors: draws, sum of per-tensor variances and
+                             of their squares / dof (Satterthwaite) */
 } scope_acc;
 
 static bool acc_init(scope_acc *s, size_t nd, int draws)
@@ -42,7 +44,7 @@ static bool acc_init(scope_acc *s, size_t nd, int draws)
     s->mm = calloc((size_t)draws, sizeof(double));
     s->in = calloc(n, sizeof(bool));
     s->tv_sq = calloc(n * 8, sizeof(double));
-    s->svar = calloc(n, sizeof(double));
+    s->svar = calloc(n * 3, sizeof(double));
     if (!s->dot || !s->mm || !s->in || !s->tv_sq || !s->svar)
         return false;
     s->base_sq = s->tv_sq + n;
@@ -51,6 +53,8 @@ static bool acc_init(scope_acc *s, size_t nd, int draws)
     s->zeros = s->tv_sq + 4 * n;
     s->small = s->tv_sq + 5 * n;
     s->numel = s->tv_sq + 6 * n;
+    s->rvar = s->svar + n;
+    s->rvar2 = s->svar + 2 * n;
     return true;
 }
 
@@ -129,6 +133,33 @@ static void acc_sample_var(const ms_audit *a, scope_acc *s, const au_task *t)
     }
 }
 
+/* Random draws: tensors draw independently, so the variance of the scope's
+ * linearised share numerator sum (dot - S mm) is the sum of per-tensor
+ * variances, each estimated from the tensor's draws. */
+static void acc_draw_var(const ms_audit *a, scope_acc *s, const au_task *t)
+{
+    int draws = t->draws;
+    if (draws < 2 || s->mm[0] <= 0.0)
+        return;
+    double f = expand(t);
+    for (size_t i = 0; i < t->n_in; i++) {
+        size_t d = t->in[i].donor;
+        if (d == AU_NONE)
+            continue;
+        double S = s->dot[d * (size_t)a->draws] / s->mm[0], mean = 0.0, v = 0.0;
+        for (int r = 0; r < draws; r++)
+            mean += (t->dot[(size_t)r * t->n_in + i] - S * t->mm[r]) * f;
+        mean /= draws;
+        for (int r = 0; r < draws; r++) {
+            double e = (t->dot[(size_t)r * t->n_in + i] - S * t->mm[r]) * f - mean;
+            v += e * e;
+        }
+        v /= (draws - 1);
+        s->rvar[d] += v;
+        s->rvar2[d] += v * v / (draws - 1);
+    }
+}
+
 static void fill_figs(const ms_audit *a, const scope_acc *s, size_t d, ms_audit_figs *f)
 {
     memset(f, 0, sizeof(*f));
@@ -137,16 +168,9 @@ static void fill_figs(const ms_audit *a, const scope_acc *s, size_t d, ms_audit_
         f->has_share = true;
         f->share = s->dot[d * (size_t)draws] / s->mm[0];
         double h = 0.0;
-        if (draws > 1) {
-            double mean = 0.0, v = 0.0;
-            for (int r = 0; r < draws; r++)
-                mean += s->dot[d * (size_t)draws + (size_t)r] / s->mm[r];
-            mean /= draws;
-            for (int r = 0; r < draws; r++) {
-                double x = s->dot[d * (size_t)draws + (size_t)r] / s->mm[r] - mean;
-                v += x * x;
-            }
-            h = t9995(draws - 1) * sqrt(2.0 * v / (draws - 1));
+        if (draws > 1 && s->rvar[d] > 0.0) {
+            double dof = s->rvar2[d] > 0.0 ? s->rvar[d] * s->rvar[d] / s->rvar2[d] : 30.0;
+            h = t9995((int)fmax(1.0, fmin(30.0, floor(dof)))) * sqrt(2.0 * s->rvar[d]) / s->mm[0];
         }
         if (s->svar[d] > 0.0)
             h = sqrt(h * h + 3.291 * 3.291 * s->svar[d] / (s->mm[0] * s->mm[0]));
@@ -491,6 +515,7 @@ static void tensors_out(ms_audit *a)
             continue;
         }
         acc_task(a, &s, t);
+        acc_draw_var(a, &s, t);
         for (size_t d = 0; d < nd; d++) {
             fill_figs(a, &s, d, &o->donors[d]);
             o->stable_rank[d] = -1.0;
@@ -530,8 +555,12 @@ void au_reduce(ms_audit *a)
             continue;
         acc_sample_var(a, &s[0], t);
         acc_sample_var(a, &s[1 + t->filter], t);
-        if (t->layer >= 0 && t->layer < nl)
+        acc_draw_var(a, &s[0], t);
+        acc_draw_var(a, &s[1 + t->filter], t);
+        if (t->layer >= 0 && t->layer < nl) {
             acc_sample_var(a, &s[1 + MS_FILTER_COUNT + (size_t)t->layer], t);
+            acc_draw_var(a, &s[1 + MS_FILTER_COUNT + (size_t)t->layer], t);
+        }
     }
     r->method = ms_method_name(a->method);
     r->base = a->base_model != AU_NONE ? a->st->models[a->base_model].ref : NULL;

@@ -1,0 +1,472 @@
+/*
+ * test_audit.c - the audit: selection kernels against brute force, the
+ * Q8_0 lattice test, shares against ../shared/bench/ref_merge.py on a
+ * generated family for every method, fingerprints, the real stories260K
+ * family's reference norms and cosines, and --suggest re-audited.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+
+#include "testutil.h"
+#include "mergescope/dtype.h"
+#include "mergescope/merge.h"
+#include "mergescope/util.h"
+
+/* ================================================================ kernels */
+
+static uint32_t lcg(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
+/* Brute force: keep the k largest |x|, equal values by lowest index. */
+static void brute_topk(const float *x, size_t n, size_t k, uint8_t *keep)
+{
+    memset(keep, 0, n);
+    for (size_t c = 0; c < k; c++) {
+        size_t best = n;
+        for (size_t j = 0; j < n; j++)
+            if (!keep[j] && (best == n || fabsf(x[j]) > fabsf(x[best])))
+                best = j;
+        keep[best] = 1;
+    }
+}
+
+static void cut_select(const float *x, size_t n, ms_select *s)
+{
+    static uint64_t hist[MS_HIST_BINS];
+    memset(hist, 0, sizeof(hist));
+    ms_hist_hi_add(hist, x, n);
+    ms_select_hi(s, hist);
+    memset(hist, 0, sizeof(hist));
+    ms_hist_lo_add(hist, s->hi, x, n);
+    ms_select_lo(s, hist);
+}
+
+Test(audit_kernels, topk_matches_brute_force_with_ties)
+{
+    enum { N = 600 };
+    float x[N];
+    uint8_t a[N], b[N];
+    uint32_t seed = 7;
+    for (size_t j = 0; j < N; j++) /* few distinct magnitudes: many ties */
+        x[j] = (float)((int)(lcg(&seed) % 9) - 4) * 0.125f;
+    size_t ks[] = {1, 5, 100, 299, 300, 599};
+    for (size_t q = 0; q < sizeof(ks) / sizeof(ks[0]); q++) {
+        ms_select s = {.pos = N - ks[q]};
+        cut_select(x, N, &s);
+        ms_cut c;
+        ms_cut_topk(&c, N, ks[q], &s);
+        for (size_t off = 0; off < N; off += 37) /* chunks in order */
+            ms_cut_apply(&c, x + off, N - off < 37 ? N - off : 37, a + off);
+        brute_topk(x, N, ks[q], b);
+        cr_assert_arr_eq(a, b, N, "top-%zu differs", ks[q]);
+    }
+}
+
+Test(audit_kernels, range_matches_stable_sort_positions)
+{
+    enum { N = 500 };
+    float x[N];
+    uint8_t a[N];
+    size_t pos[N];
+    uint32_t seed = 11;
+    for (size_t j = 0; j < N; j++)
+        x[j] = (float)((int)(lcg(&seed) % 13) - 6) * 0.25f;
+    /* position of each element in a stable ascending sort by |x| */
+    for (size_t j = 0; j < N; j++) {
+        size_t p = 0;
+        for (size_t i = 0; i < N; i++)
+            p += fabsf(x[i]) < fabsf(x[j]) || (fabsf(x[i]) == fabsf(x[j]) && i < j);
+        pos[j] = p;
+    }
+    size_t lo = 123, hi = 431;
+    ms_select sa = {.pos = lo}, sb = {.pos = hi - 1};
+    cut_select(x, N, &sa);
+    cut_select(x, N, &sb);
+    ms_cut c;
+    ms_cut_range(&c, lo, hi, &sa, &sb);
+    for (size_t off = 0; off < N; off += 64)
+        ms_cut_apply(&c, x + off, N - off < 64 ? N - off : 64, a + off);
+    for (size_t j = 0; j < N; j++)
+        cr_assert_eq(a[j], pos[j] >= lo && pos[j] < hi, "element %zu", j);
+}
+
+Test(audit_kernels, uniform_draws_are_uniform_and_keyed)
+{
+    uint64_t k1 = ms_rng_key(1, "t", 0, 0), k2 = ms_rng_key(2, "t", 0, 0);
+    double sum = 0.0;
+    size_t same = 0, n = 200000;
+    for (size_t j = 0; j < n; j++) {
+        float u = ms_rng_uniform(k1, j);
+        cr_assert(u >= 0.0f && u < 1.0f);
+        sum += u;
+        same += u == ms_rng_uniform(k2, j);
+    }
+    /* mean of n uniforms: sd = 1/sqrt(12 n) = 6.5e-4 */
+    cr_assert(fabs(sum / (double)n - 0.5) < 0.004, "mean %g", sum / (double)n);
+    cr_assert(same < 100, "seeds give the same stream");
+}
+
+/* llama.cpp's Q8_0 reference round trip of one block, then bf16. */
+static void q8_roundtrip(const float *x, float *out)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++)
+        amax = fmaxf(amax, fabsf(x[j]));
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    float d16 = ms_f16_to_f32(ms_f32_to_f16(d));
+    for (int j = 0; j < 32; j++) {
+        float v = x[j] * id;
+        float q = copysignf(floorf(fabsf(v) + 0.5f), v);
+        out[j] = ms_bf16_to_f32(ms_f32_to_bf16(q * d16));
+    }
+}
+
+Test(audit_kernels, q8_lattice_detects_roundtrip_not_noise)
+{
+    uint32_t seed = 3;
+    int fit_rt = 0, fit_raw = 0;
+    for (int b = 0; b < 200; b++) {
+        float x[32], y[32];
+        for (int j = 0; j < 32; j++)
+            x[j] = ms_bf16_to_f32(ms_f32_to_bf16(((float)(lcg(&seed) % 20001) - 10000.0f) * 1e-5f));
+        q8_roundtrip(x, y);
+        bool tested;
+        fit_rt += ms_q8_block_fits(y, 32, MS_DTYPE_BF16, &tested);
+        fit_raw += ms_q8_block_fits(x, 32, MS_DTYPE_BF16, &tested);
+    }
+    cr_assert_eq(fit_rt, 200, "round-tripped blocks that fit: %d", fit_rt);
+    cr_assert_eq(fit_raw, 0, "plain bf16 blocks that fit: %d", fit_raw);
+}
+
+/* ===================================================== end to end helpers */
+
+static char *bench_dir(void)
+{
+    char *fx = ms_test_shared("");
+    if (!fx)
+        return NULL;
+    char *b = ms_path_join(fx, "../bench");
+    free(fx);
+    if (b && !ms_path_is_file(b) && !ms_path_is_dir(b)) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* The reference family and shares, generated once per build directory. */
+static char *ref_dir(void)
+{
+    char *bench = bench_dir();
+    if (!bench)
+        return NULL;
+    char *dir = ms_test_gen("audit-ref");
+    char *mark = ms_path_join(dir, "ref-breadcrumbs_ties.json");
+    if (!ms_path_is_file(mark)) {
+        mkdir(MS_GEN_DIR, 0755);
+        mkdir(dir, 0755);
+        char cmd[4096];
+        snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/tests/audit_ref.py '%s' '%s'",
+                 MS_SOURCE_DIR, dir, bench);
+        cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    }
+    free(mark);
+    free(bench);
+    return dir;
+}
+
+static cJSON *load_json(const char *path)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ms_error err;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_read_file(path, 1u << 28, &text, &len, &err), MS_OK, "read %s", path);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    cr_assert_not_null(j, "parse %s", path);
+    return j;
+}
+
+/* Run `mergescope audit RECIPE --models-dir FAM --json OUT [extra]`. */
+static cJSON *run_audit(const char *dir, const char *method, const char *extra1,
+                        const char *extra2)
+{
+    char recipe[1024], fam[1024], out[1024];
+    snprintf(recipe, sizeof(recipe), "%s/fam/recipes/%s.yml", dir, method);
+    snprintf(fam, sizeof(fam), "%s/fam", dir);
+    snprintf(out, sizeof(out), "%s/audit-%s.json", dir, method);
+    const char *argv[] = {"audit", recipe, "--models-dir", fam, "--json", out, "-q",
+                          extra1, extra2, NULL};
+    char *so = NULL, *se = NULL;
+    int rc = ms_test_run(argv, &so, &se);
+    cr_assert_eq(rc, 0, "audit %s: exit %d\n%s", method, rc, se);
+    free(so);
+    free(se);
+    return load_json(out);
+}
+
+static const cJSON *donor(const cJSON *audit, const char *name)
+{
+    const cJSON *d;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItem(audit, "donors"))
+        if (strcmp(cJSON_GetObjectItem(d, "name")->valuestring, name) == 0)
+            return d;
+    cr_assert_fail("donor %s missing", name);
+    return NULL;
+}
+
+static void check_share(const char *what, const cJSON *got, double want, const cJSON *iv,
+                        bool random)
+{
+    cr_assert(cJSON_IsNumber(got), "%s: no share", what);
+    if (!random) {
+        cr_assert(fabs(got->valuedouble - want) <= 1e-4, "%s: %.6f vs reference %.6f", what,
+                  got->valuedouble, want);
+        return;
+    }
+    cr_assert(cJSON_IsArray(iv), "%s: no interval", what);
+    double lo = cJSON_GetArrayItem(iv, 0)->valuedouble, hi = cJSON_GetArrayItem(iv, 1)->valuedouble;
+    cr_assert(want >= lo && want <= hi, "%s: reference %.5f outside [%.5f, %.5f]", what, want,
+              lo, hi);
+    cr_assert(hi - lo < 0.2, "%s: interval [%.4f, %.4f] too wide to mean anything", what, lo, hi);
+}
+
+static void compare_method(const char *method, bool random)
+{
+    char *dir = ref_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench is absent");
+    char refp[1024];
+    snprintf(refp, sizeof(refp), "%s/ref-%s.json", dir, method);
+    cJSON *ref = load_json(refp);
+    cJSON *au = run_audit(dir, method, NULL, NULL);
+    const cJSON *sh = cJSON_GetObjectItem(ref, "shares");
+    const cJSON *ov = cJSON_GetObjectItem(sh, "overall"), *x;
+    int n = 0;
+    cJSON_ArrayForEach(x, ov) {
+        const cJSON *d = donor(au, x->string);
+        check_share(x->string, cJSON_GetObjectItem(d, "share"), x->valuedouble,
+                    cJSON_GetObjectItem(d, "share_interval"), random);
+        n++;
+        if (random)
+            continue;
+        const char *cls[] = {"self_attn", "mlp", "other"};
+        for (int c = 0; c < 3; c++) {
+            double want = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(sh, "per_class"),
+                                                                  cls[c]), x->string)->valuedouble;
+            const cJSON *got = cJSON_GetObjectItem(cJSON_GetObjectItem(d, "share_by_filter"), cls[c]);
+            if (cJSON_IsNull(got))
+                cr_assert(fabs(want) < 1e-12, "%s %s: null share, reference %g", x->string,
+                          cls[c], want);
+            else
+                check_share(cls[c], got, want, NULL, false);
+        }
+    }
+    cr_assert_eq(n, cJSON_GetArraySize(cJSON_GetObjectItem(au, "donors")), "donor count");
+    if (!random) {
+        const cJSON *l;
+        cJSON_ArrayForEach(l, cJSON_GetObjectItem(au, "layers")) {
+            char key[16];
+            snprintf(key, sizeof(key), "%d", cJSON_GetObjectItem(l, "layer")->valueint);
+            const cJSON *rl = cJSON_GetObjectItem(cJSON_GetObjectItem(sh, "per_layer"), key);
+            cJSON_ArrayForEach(x, cJSON_GetObjectItem(l, "shares"))
+                check_share(key, x, cJSON_GetObjectItem(rl, x->string)->valuedouble, NULL, false);
+        }
+    }
+    cJSON_Delete(ref);
+    cJSON_Delete(au);
+    free(dir);
+}
+
+Test(audit_ref, linear, .timeout = 300) { compare_method("linear", false); }
+Test(audit_ref, task_arithmetic, .timeout = 300) { compare_method("task_arithmetic", false); }
+Test(audit_ref, ties, .timeout = 300) { compare_method("ties", false); }
+Test(audit_ref, breadcrumbs, .timeout = 300) { compare_method("breadcrumbs", false); }
+Test(audit_ref, breadcrumbs_ties, .timeout = 300) { compare_method("breadcrumbs_ties", false); }
+Test(audit_ref, slerp, .timeout = 300) { compare_method("slerp", false); }
+Test(audit_ref, passthrough, .timeout = 300) { compare_method("passthrough", false); }
+Test(audit_ref, dare_ties, .timeout = 300) { compare_method("dare_ties", true); }
+Test(audit_ref, dare_linear, .timeout = 300) { compare_method("dare_linear", true); }
+Test(audit_ref, della, .timeout = 300) { compare_method("della", true); }
+Test(audit_ref, della_linear, .timeout = 300) { compare_method("della_linear", true); }
+
+static bool has_fp(const cJSON *d, const char *kind)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(d, "fingerprints"))
+        if (strcmp(cJSON_GetObjectItem(f, "kind")->valuestring, kind) == 0)
+            return true;
+    return false;
+}
+
+Test(audit_ref, fingerprints_flag_special_donors_only, .timeout = 300)
+{
+    char *dir = ref_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench is absent");
+    cJSON *au = run_audit(dir, "task_arithmetic", NULL, NULL);
+    char tp[1024];
+    snprintf(tp, sizeof(tp), "%s/fam/truth.json", dir);
+    cJSON *truth = load_json(tp);
+    const cJSON *abl = cJSON_GetObjectItem(cJSON_GetObjectItem(truth, "abliterated"), "fam/donor2");
+    cr_assert_not_null(abl);
+    const cJSON *d2 = donor(au, "fam/donor2"), *f;
+    cr_assert(has_fp(d2, "low_rank"), "abliterated donor not flagged");
+    /* the flagged tensors are exactly the edited ones */
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(d2, "fingerprints")) {
+        if (strcmp(cJSON_GetObjectItem(f, "kind")->valuestring, "low_rank") != 0)
+            continue;
+        const cJSON *t;
+        int n = 0;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItem(f, "tensors")) {
+            bool found = false;
+            const cJSON *e;
+            cJSON_ArrayForEach(e, cJSON_GetObjectItem(abl, "tensors"))
+                found |= strcmp(e->valuestring, t->valuestring) == 0;
+            cr_assert(found, "%s flagged but not abliterated", t->valuestring);
+            n++;
+        }
+        cr_assert_eq(n, cJSON_GetArraySize(cJSON_GetObjectItem(abl, "tensors")));
+    }
+    cr_assert(has_fp(donor(au, "fam/donor3"), "dequantized:Q8_0"), "Q8_0 donor not flagged");
+    cr_assert(!has_fp(donor(au, "fam/donor3"), "low_rank"));
+    cr_assert(!has_fp(d2, "dequantized:Q8_0"));
+    const char *clean[] = {"fam/donor1", "fam/donor4"};
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(donor(au, clean[i]), "fingerprints")),
+                     0, "clean donor %s flagged", clean[i]);
+    cJSON_Delete(truth);
+    cJSON_Delete(au);
+    free(dir);
+}
+
+static void check_suggest(const char *method, const char *target, const char *per,
+                          const double *want, const char *const *names, int n)
+{
+    char *dir = ref_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench is absent");
+    char recipe[1024], fam[1024], out[1024], js[1024];
+    snprintf(recipe, sizeof(recipe), "%s/fam/recipes/%s.yml", dir, method);
+    snprintf(fam, sizeof(fam), "%s/fam", dir);
+    snprintf(out, sizeof(out), "%s/fam/recipes/suggest-%s-%s.yml", dir, method, per);
+    snprintf(js, sizeof(js), "%s/suggest-%s-%s.json", dir, method, per);
+    const char *argv[] = {"audit", recipe, "--models-dir", fam, "-q", "--suggest", out,
+                          "--target", target, "--per", per, "--tolerance", "0.01", NULL};
+    char *so = NULL, *se = NULL;
+    cr_assert_eq(ms_test_run(argv, &so, &se), 0, "%s", se);
+    free(so);
+    free(se);
+    const char *argv2[] = {"audit", out, "--models-dir", fam, "-q", "--json", js, NULL};
+    cr_assert_eq(ms_test_run(argv2, &so, &se), 0, "re-audit: %s", se);
+    free(so);
+    free(se);
+    cJSON *au = load_json(js);
+    for (int i = 0; i < n; i++) {
+        double got = cJSON_GetObjectItem(donor(au, names[i]), "share")->valuedouble;
+        cr_assert(fabs(got - want[i]) <= 0.0101, "%s: re-audited share %.4f, target %.4f",
+                  names[i], got, want[i]);
+    }
+    cJSON_Delete(au);
+    free(dir);
+}
+
+Test(audit_suggest, ties_equal_shares_reaudited, .timeout = 300)
+{
+    const char *names[] = {"fam/donor1", "fam/donor2", "fam/donor3", "fam/donor4"};
+    double want[] = {0.25, 0.25, 0.25, 0.25};
+    check_suggest("ties", "equal", "donor", want, names, 4);
+}
+
+Test(audit_suggest, task_arithmetic_named_target_per_filter, .timeout = 300)
+{
+    const char *names[] = {"fam/donor1", "fam/donor2", "fam/donor3", "fam/donor4"};
+    double want[] = {0.4, 0.2, 0.2, 0.2};
+    check_suggest("task_arithmetic", "fam/donor1=0.4", "filter", want, names, 4);
+}
+
+/* ================================================= real stories260K family */
+
+Test(audit_real, stories260k_task_vector_norms_and_cosines, .timeout = 120)
+{
+    char *fam = ms_test_shared("real-models/stories260K-family");
+    if (!fam)
+        cr_skip_test("../shared/fixtures/real-models is absent");
+    char *tmp = ms_test_tmpdir();
+    char *recipe = ms_path_join(tmp, "ta.yml");
+    const char *text =
+        "merge_method: task_arithmetic\n"
+        "base_model: stories260K-base\n"
+        "models:\n"
+        "  - model: ft-kjv\n    parameters: {weight: 0.5}\n"
+        "  - model: ft-devil\n    parameters: {weight: 0.3}\n"
+        "  - model: ft-pycode\n    parameters: {weight: 0.2}\n";
+    cr_assert(ms_test_write(recipe, text, strlen(text)));
+    char m[4][1200], js[1024];
+    const char *names[] = {"stories260K-base", "ft-kjv", "ft-devil", "ft-pycode"};
+    const char *files[] = {"base", "ft-kjv", "ft-devil", "ft-pycode"};
+    for (int i = 0; i < 4; i++)
+        snprintf(m[i], sizeof(m[i]), "%s=%s/stories260K-%s.safetensors", names[i], fam, files[i]);
+    snprintf(js, sizeof(js), "%s/out.json", tmp);
+    const char *argv[] = {"audit", recipe, "--model", m[0], "--model", m[1], "--model", m[2],
+                          "--model", m[3], "--json", js, "-q", NULL};
+    char *so = NULL, *se = NULL;
+    cr_assert_eq(ms_test_run(argv, &so, &se), 0, "%s", se);
+    free(so);
+    free(se);
+    cJSON *au = load_json(js);
+    /* README.md of the fixture: ||tau|| and task-vector cosines */
+    const double norms[] = {4.542237, 3.244760, 4.682302};
+    for (int i = 0; i < 3; i++) {
+        double got = cJSON_GetObjectItem(donor(au, names[i + 1]), "tv_norm")->valuedouble;
+        cr_assert(fabs(got - norms[i]) < 2e-6, "%s: ||tau|| %.7f, reference %.6f", names[i + 1],
+                  got, norms[i]);
+    }
+    struct { const char *a, *b; double c; } cos[] = {
+        {"ft-kjv", "ft-devil", 0.323099}, {"ft-kjv", "ft-pycode", 0.113117},
+        {"ft-devil", "ft-pycode", 0.260187}};
+    for (int k = 0; k < 3; k++) {
+        const cJSON *p;
+        bool found = false;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItem(au, "pairs")) {
+            const char *a = cJSON_GetObjectItem(p, "a")->valuestring;
+            const char *b = cJSON_GetObjectItem(p, "b")->valuestring;
+            if (!((strcmp(a, cos[k].a) == 0 && strcmp(b, cos[k].b) == 0) ||
+                  (strcmp(a, cos[k].b) == 0 && strcmp(b, cos[k].a) == 0)))
+                continue;
+            found = true;
+            double got = cJSON_GetObjectItem(p, "cosine")->valuedouble;
+            cr_assert(fabs(got - cos[k].c) < 1e-6, "%s/%s: cosine %.7f, reference %.6f",
+                      cos[k].a, cos[k].b, got, cos[k].c);
+        }
+        cr_assert(found);
+    }
+    /* real fine-tunes: nothing to fingerprint */
+    for (int i = 1; i < 4; i++)
+        cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(donor(au, names[i]), "fingerprints")),
+                     0, "%s flagged", names[i]);
+    cJSON_Delete(au);
+    free(recipe);
+    free(tmp);
+    free(fam);
+}
+
+Test(audit_cli, missing_recipe_is_a_usage_error)
+{
+    const char *argv[] = {"audit", "/nonexistent/recipe.yml", "-q", NULL};
+    char *so = NULL, *se = NULL;
+    cr_assert_eq(ms_test_run(argv, &so, &se), 2);
+    cr_assert(strstr(se, "mergescope: ") == se, "%s", se);
+    free(so);
+    free(se);
+}
