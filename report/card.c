@@ -18,6 +18,7 @@
 
 /* Declared in sections.c. */
 const char *rp_recipe_text(const cJSON *root);
+bool rp_recipe_yaml(const cJSON *root, ms_sb *o);
 bool rp_type_mix(const cJSON *types, ms_sb *out, bool markdown);
 
 typedef struct card_in {
@@ -209,6 +210,16 @@ static void card_config(rp_doc *d, const card_in *ci)
         rp_code(d, "yaml", text);
         return;
     }
+    ms_sb y = MS_SB_INIT;
+    if (ci->recipe && rp_recipe_yaml(ci->recipe, &y) && y.len) {
+        rp_p(d);
+        rp_span(d, RP_OURS, "Rebuilt from the resolved values of mergescope recipe explain "
+                            "(defaults written out), not the author's file:");
+        rp_code(d, "yaml", ms_sb_str(&y));
+        ms_sb_free(&y);
+        return;
+    }
+    ms_sb_free(&y);
     text = rp_str(ci->prov, "recipe");
     if (text) {
         rp_p(d);
@@ -232,6 +243,8 @@ static void card_audit(rp_doc *d, const card_in *ci)
     cJSON_ArrayForEach(e, rp_arr(ci->audit, "donors")) {
         const char *n = rp_str(e, "name");
         ms_sb fp = MS_SB_INIT;
+        if (cJSON_IsTrue(rp_get(e, "is_base")))
+            continue;
         rp_cell(d, RP_CODE, n ? n : "n/a");
         rp_cell(d, RP_OURS, rp_pct(b, sizeof(b), e, "share"));
         rp_cell(d, RP_OURS, rp_fmt(b, sizeof(b), e, "rel_norm", 4));
@@ -419,6 +432,13 @@ static void card_quant(rp_doc *d, const cJSON *q)
         rp_span(d, RP_TEXT, ms_sb_str(&mix));
     }
     ms_sb_free(&mix);
+    const cJSON *ov = rp_obj(q, "overall");
+    if (rp_num(ov, "rel_rmse", &v)) {
+        rp_li(d);
+        rp_spanf(d, "overall relative RMSE against the reference: %.5f", v);
+        if (rp_num(ov, "snr_db", &v))
+            rp_spanf(d, " (SNR %.2f dB)", v);
+    }
     cJSON_ArrayForEach(t, rp_arr(q, "types")) {
         const char *n = rp_str(t, "type");
         if (!n || !rp_num(t, "rel_rmse", &v))

@@ -106,22 +106,31 @@ void rp_plot_set_groups(rp_plot *p, const char *const *names, size_t n)
         set_label(&p->group[i], names[i]);
 }
 
+static void plot_free(rp_plot *p)
+{
+    for (size_t r = 0; r < p->nrow; r++)
+        free(p->row_label[r]);
+    for (size_t c = 0; c < p->ncol; c++)
+        free(p->col_label[c]);
+    for (size_t g = 0; g < p->ngroup; g++)
+        free(p->group[g]);
+    free(p->group);
+    free(p->row_label);
+    free(p->col_label);
+    free(p->v);
+    free(p);
+}
+
+void rp_plot_drop_last(rp_plots *ps)
+{
+    if (ps->n)
+        plot_free(ps->p[--ps->n]);
+}
+
 void rp_plots_free(rp_plots *ps)
 {
-    for (size_t i = 0; i < ps->n; i++) {
-        rp_plot *p = ps->p[i];
-        for (size_t r = 0; r < p->nrow; r++)
-            free(p->row_label[r]);
-        for (size_t c = 0; c < p->ncol; c++)
-            free(p->col_label[c]);
-        for (size_t g = 0; g < p->ngroup; g++)
-            free(p->group[g]);
-        free(p->group);
-        free(p->row_label);
-        free(p->col_label);
-        free(p->v);
-        free(p);
-    }
+    for (size_t i = 0; i < ps->n; i++)
+        plot_free(ps->p[i]);
     free(ps->p);
     memset(ps, 0, sizeof(*ps));
 }

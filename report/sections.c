@@ -36,6 +36,15 @@ static void names_add(names *ns, const char *s)
         ns->v[ns->n++] = s;
 }
 
+/* The names of audit donors that are not the base. */
+static void donor_names(names *ns, const cJSON *donors)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, donors)
+        if (!cJSON_IsTrue(rp_get(e, "is_base")))
+            names_add(ns, rp_str(e, "name"));
+}
+
 /* The "name" of every element of arr (or the element itself if a string). */
 static void names_from(names *ns, const cJSON *arr, const char *key)
 {
@@ -337,6 +346,8 @@ static void recipe_slices(rp_doc *d, const cJSON *slices)
     }
 }
 
+bool rp_recipe_yaml(const cJSON *root, ms_sb *o);
+
 /* The recipe's own text, when the result carries it. */
 const char *rp_recipe_text(const cJSON *root);
 const char *rp_recipe_text(const cJSON *root)
@@ -344,7 +355,8 @@ const char *rp_recipe_text(const cJSON *root)
     static const char *const keys[] = {"recipe_text", "yaml", "text", "source", "recipe"};
     for (size_t i = 0; i < MS_ARRAY_SIZE(keys); i++) {
         const char *s = rp_str(root, keys[i]);
-        if (s && *s)
+        /* "recipe" may also be the file's path: text has lines */
+        if (s && strchr(s, '\n'))
             return s;
     }
     return NULL;
@@ -366,8 +378,16 @@ void rp_section_recipe(rp_ctx *c, const rp_input *in)
     recipe_params(d, rp_arr(root, "layers"));
     recipe_slices(d, rp_arr(root, "slices"));
     const char *text = rp_recipe_text(root);
-    if (text)
+    ms_sb y = MS_SB_INIT;
+    if (text) {
         rp_code(d, "yaml", text);
+    } else if (rp_recipe_yaml(root, &y) && y.len) {
+        rp_p(d);
+        rp_span(d, RP_OURS, "The same recipe rebuilt from these resolved values (defaults "
+                            "written out):");
+        rp_code(d, "yaml", ms_sb_str(&y));
+    }
+    ms_sb_free(&y);
 }
 
 /* ==== audit ==== */
@@ -388,18 +408,28 @@ static void fingerprint_kinds(rp_doc *d, const cJSON *donor)
 static void audit_donors(rp_doc *d, const cJSON *donors)
 {
     static const char *const hdr[] = {"donor", "share", "self_attn", "mlp", "other",
-                                      "rel. norm", "sparsity", "fingerprints"};
+                                      "rel. norm", "cos. to base", "sparsity",
+                                      "fingerprints"};
     const cJSON *e;
-    rp_table(d, 8, hdr);
+    rp_table(d, 9, hdr);
     cJSON_ArrayForEach(e, donors) {
-        const cJSON *bf = rp_obj(e, "share_by_filter");
+        const cJSON *bf = rp_obj(e, "share_by_filter"), *iv = rp_arr(e, "share_interval");
         const char *n = rp_str(e, "name");
+        if (cJSON_IsTrue(rp_get(e, "is_base")))
+            continue;
         rp_cell(d, RP_CODE, n ? n : "n/a");
-        cell_pct(d, e, "share");
+        double s;
+        if (rp_num(e, "share", &s) && cJSON_GetArraySize(iv) == 2 &&
+            cJSON_IsNumber(iv->child) && cJSON_IsNumber(iv->child->next))
+            rp_cellf(d, "%.1f%% (%.1f to %.1f%%)", s * 100, iv->child->valuedouble * 100,
+                     iv->child->next->valuedouble * 100);
+        else
+            cell_pct(d, e, "share");
         cell_pct(d, bf, "self_attn");
         cell_pct(d, bf, "mlp");
         cell_pct(d, bf, "other");
         cell_num(d, e, "rel_norm", 4);
+        cell_num(d, e, "cos_to_base", 4);
         cell_pct(d, e, "sparsity");
         fingerprint_kinds(d, e);
         rp_row(d);
@@ -407,8 +437,9 @@ static void audit_donors(rp_doc *d, const cJSON *donors)
     rp_p(d);
     rp_span(d, RP_OURS, "Share: the donor's part of the merged delta, sum over tensors of "
                         "(contribution . merged delta) / sum of (merged delta . merged delta); rel. norm: "
-                        "|donor - base| / |base|; sparsity: fraction of the task vector that "
-                        "is exactly zero.");
+                        "|donor - base| / |base|; cos. to base: cosine of the donor's weights to "
+                        "the base's; sparsity: fraction of the task vector that is exactly "
+                        "zero.");
 }
 
 static void audit_fingerprints(rp_doc *d, const cJSON *donors)
@@ -481,6 +512,42 @@ static void audit_pairs(rp_ctx *c, const cJSON *pairs, const names *donors)
     fig(c, p, "Cosine similarity of the donors' task vectors (1 on the diagonal)");
 }
 
+/* Without per-layer figures: the whole-model rate of each pair. */
+static void conflict_bars(rp_ctx *c, const cJSON *pairs, const names *series)
+{
+    const cJSON *e;
+    size_t r = 0;
+    bool ties = false;
+    double v;
+    cJSON_ArrayForEach(e, pairs)
+        ties = ties || rp_num(e, "ties_conflict", &v);
+    if (!series->n)
+        return;
+    rp_plot *p = rp_plot_add(c->plots, RP_PLOT_BARS, "audit_sign_conflict", series->n,
+                             ties ? 2 : 1);
+    if (!p)
+        return;
+    cJSON_ArrayForEach(e, pairs) {
+        if (r >= series->n)
+            break;
+        rp_plot_set_row(p, r, series->v[r]);
+        if (rp_num(e, "sign_conflict", &v))
+            p->v[r * p->ncol] = v;
+        if (ties && rp_num(e, "ties_conflict", &v))
+            p->v[r * p->ncol + 1] = v;
+        r++;
+    }
+    rp_plot_set_col(p, 0, "sign_conflict");
+    if (ties)
+        rp_plot_set_col(p, 1, "ties_conflict");
+    snprintf(p->title, sizeof(p->title), "Sign conflict between donors (whole model)");
+    p->xlabel = "donor pair";
+    p->ylabel = "sign conflict (% of weights)";
+    p->y_percent = true;
+    fig(c, p, "Fraction of weights where two donors' deltas disagree in sign, over the whole "
+              "model (the audit result has no per-layer figure)");
+}
+
 /* Per-layer sign conflict: a number per layer, or layer.pairs[]. */
 static void audit_conflict_plot(rp_ctx *c, const cJSON *layers, const cJSON *pairs)
 {
@@ -508,7 +575,11 @@ static void audit_conflict_plot(rp_ctx *c, const cJSON *layers, const cJSON *pai
         series.n++;
     }
     size_t ncol = pooled ? 1 : series.n;
-    if (!nrow || !ncol || (!pooled && !found))
+    if (!pooled && !found) {
+        conflict_bars(c, pairs, &series);
+        return;
+    }
+    if (!nrow || !ncol)
         return;
     /* per-pair values: layer.pairs[] matched by (a, b) */
     rp_plot *p = rp_plot_add(c->plots, RP_PLOT_LINES, "audit_sign_conflict", nrow, ncol);
@@ -565,13 +636,90 @@ static void audit_suggestion(rp_doc *d, const cJSON *sug, const names *donors)
         rp_code(d, "yaml", text);
 }
 
+static bool same_model(const char *a, const char *b)
+{
+    return a && b && (!strcmp(a, b) || !strcmp(ms_path_basename(a), ms_path_basename(b)));
+}
+
+/*
+ * The audit has no per-layer cosine to the base: take it from a compare
+ * result that has the base and the donors among its models.
+ */
+static void cosine_base_from_compare(rp_ctx *c, const char *base, const names *dn)
+{
+    const cJSON *l, *e;
+    for (size_t i = 0; base && i < c->r->n; i++) {
+        const rp_input *in = &c->r->in[i];
+        const cJSON *layers = rp_arr(in->root, "layers");
+        size_t nrow = 0, found = 0;
+        double v;
+        if (in->kind != MS_RK_COMPARE)
+            continue;
+        cJSON_ArrayForEach(l, layers)
+            nrow += layer_index(l, &v) && nrow < MAX_ROWS;
+        if (!nrow || !dn->n)
+            continue;
+        rp_plot *p = rp_plot_add(c->plots, RP_PLOT_LINES, "audit_cosine_base_by_layer", nrow,
+                                 dn->n);
+        if (!p)
+            return;
+        size_t r = 0;
+        cJSON_ArrayForEach(l, layers) {
+            double li;
+            char lab[32];
+            if (!layer_index(l, &li) || r >= nrow)
+                continue;
+            snprintf(lab, sizeof(lab), "%.0f", li);
+            rp_plot_set_row(p, r, lab);
+            cJSON_ArrayForEach(e, rp_arr(l, "pairs")) {
+                const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
+                const char *other = same_model(a, base) ? b : same_model(b, base) ? a : NULL;
+                for (size_t j = 0; other && j < dn->n; j++)
+                    if (same_model(other, dn->v[j]) && rp_num(e, "cosine", &v)) {
+                        p->v[r * dn->n + j] = v;
+                        found++;
+                    }
+            }
+            r++;
+        }
+        for (size_t j = 0; j < dn->n; j++)
+            rp_plot_set_col(p, j, dn->v[j]);
+        snprintf(p->title, sizeof(p->title), "Cosine of each donor to the base per layer");
+        p->xlabel = "layer";
+        p->ylabel = "cosine(donor, base)";
+        if (found) {
+            rp_fig(c->doc, p->name, "Cosine similarity of each donor's weights to the base's, "
+                                    "per layer (from the compare result)");
+            return;
+        }
+        rp_plot_drop_last(c->plots);
+    }
+}
+
+static void audit_notes(rp_doc *d, const cJSON *notes)
+{
+    const cJSON *e;
+    bool head = false;
+    cJSON_ArrayForEach(e, notes) {
+        if (!cJSON_IsString(e))
+            continue;
+        if (!head) {
+            rp_h(d, 3, "Notes from the audit");
+            head = true;
+        }
+        rp_li(d);
+        rp_span(d, RP_TEXT, e->valuestring);
+    }
+}
+
 void rp_section_audit(rp_ctx *c, const rp_input *in)
 {
     rp_doc *d = c->doc;
     const cJSON *root = in->root, *donors = rp_arr(root, "donors");
     const cJSON *layers = rp_arr(root, "layers");
     names dn = {0};
-    names_from(&dn, donors, "name");
+    bool cos_plotted = false;
+    donor_names(&dn, donors);
     rp_h(d, 2, "Donor audit");
     source_line(d, in, "Donors against the base under the recipe (mergescope audit)");
     method_para(d, rp_str(root, "method"), rp_str(root, "base"));
@@ -590,7 +738,7 @@ void rp_section_audit(rp_ctx *c, const rp_input *in)
         {{"rel_norm", "task_vector_norm", "norm", NULL}, "audit_norm_by_layer",
          "Task-vector norm per layer", "|donor - base| / |base|",
          "Relative task-vector norm of each donor, per layer", true},
-        {{"cosine_to_base", "cos_base", "base_cosine", "cosine"}, "audit_cosine_base_by_layer",
+        {{"cos_to_base", "cosine_to_base", "cos_base", "cosine"}, "audit_cosine_base_by_layer",
          "Cosine of each donor to the base per layer", "cosine(donor, base)",
          "Cosine similarity of each donor's weights to the base's, per layer", false},
     };
@@ -605,9 +753,13 @@ void rp_section_audit(rp_ctx *c, const rp_input *in)
             p->ylabel = per_layer[k].ylabel;
             p->y_log = per_layer[k].log;
             fig(c, p, per_layer[k].caption);
+            cos_plotted = cos_plotted || k == 1;
             break;
         }
+    if (!cos_plotted)
+        cosine_base_from_compare(c, rp_str(root, "base"), &dn);
     audit_fingerprints(d, donors);
+    audit_notes(d, rp_arr(root, "notes"));
     audit_pairs(c, rp_arr(root, "pairs"), &dn);
     audit_conflict_plot(c, layers, rp_arr(root, "pairs"));
     audit_suggestion(d, rp_obj(root, "suggestion"), &dn);
@@ -854,7 +1006,10 @@ bool rp_type_mix(const cJSON *types, ms_sb *out, bool markdown)
         }
         ok = ok && (first || ms_sb_add(out, ", "));
         ok = ok && (markdown ? ms_esc_md(out, name) : ms_sb_add(out, name));
-        ok = ok && ms_sb_addf(out, " %.0f%%", share * 100.0);
+        /* whole percent, but a sliver of the model is not "0%" */
+        ok = ok && (share >= 0.01 || share <= 0 ? ms_sb_addf(out, " %.0f%%", share * 100.0)
+                    : share >= 0.001            ? ms_sb_addf(out, " %.1f%%", share * 100.0)
+                                                : ms_sb_add(out, " <0.1%"));
         first = false;
     }
     return ok;
@@ -978,6 +1133,16 @@ void rp_section_quant(rp_ctx *c, const rp_input *in)
         rp_span(d, RP_OURS, ".");
     }
     ms_sb_free(&mix);
+    const cJSON *ov = rp_obj(root, "overall");
+    double v;
+    if (rp_num(ov, "rel_rmse", &v)) {
+        rp_spanf(d, " Overall relative RMSE %.5f", v);
+        if (rp_num(ov, "snr_db", &v))
+            rp_spanf(d, ", SNR %.2f dB", v);
+        if (rp_num(ov, "cosine", &v))
+            rp_spanf(d, ", cosine %.6f", v);
+        rp_span(d, RP_OURS, ".");
+    }
     rp_table(d, 4, hdr);
     cJSON_ArrayForEach(t, rp_arr(root, "types")) {
         const char *name = rp_str(t, "type");
