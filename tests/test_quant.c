@@ -461,3 +461,54 @@ Test(quant, real_models_decode_within_type_bounds)
         ms_model_close(ref);
     }
 }
+
+/* Truncated quantized data, or a tensor whose type and shape need more
+ * bytes than the file has: a clear error naming the file, exit status 2. */
+Test(quant, corrupt_models_exit_2)
+{
+    char *src = shared_or_skip("real-gguf/gguf/model-Q4_0.gguf");
+    char *ref = shared_or_skip("real-gguf/source/model-f32.gguf");
+    ms_map map;
+    ms_error err;
+    cr_assert_eq(ms_map_open(src, &map, &err), MS_OK);
+    char *dir = ms_test_tmpdir();
+    char *cut = ms_path_join(dir, "cut.gguf"), *bad = ms_path_join(dir, "bad.gguf");
+    cr_assert(ms_test_write(cut, map.data, (size_t)map.size - 1000));
+    /* the first tensor's ggml type: Q4_0 (2) becomes Q8_0 (8), whose
+     * blocks are larger, so the data no longer fits its place */
+    uint8_t *copy = malloc(map.size);
+    memcpy(copy, map.data, map.size);
+    const ms_gguf_file *g = NULL;
+    ms_model *m = NULL;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_model_open(src, &m, &err), MS_OK);
+    g = ms_model_gguf(m);
+    for (size_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].dtype == MS_DTYPE_Q4_0) {
+            /* info: name, n_dims u32, ne u64 x n_dims, type u32, offset u64 */
+            uint64_t at = g->tensors[i].info_offset + 8 + strlen(g->tensors[i].name) + 4 +
+                          8 * (uint64_t)g->tensors[i].n_dims;
+            cr_assert_eq(copy[at], 2);
+            copy[at] = 8;
+            break;
+        }
+    ms_model_close(m);
+    cr_assert(ms_test_write(bad, copy, (size_t)map.size));
+    const char *files[] = {cut, bad};
+    for (int i = 0; i < 2; i++) {
+        const char *argv[] = {"quant", files[i], "--reference", ref, "-q", NULL};
+        char *out = NULL, *errout = NULL;
+        int rc = ms_test_run(argv, &out, &errout);
+        cr_assert_eq(rc, 2, "%s: exit %d, stderr %s", files[i], rc, errout);
+        cr_assert(strstr(errout, files[i]), "the message names the file: %s", errout);
+        free(out);
+        free(errout);
+    }
+    free(copy);
+    ms_map_close(&map);
+    free(cut);
+    free(bad);
+    free(dir);
+    free(src);
+    free(ref);
+}
