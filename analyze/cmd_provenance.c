@@ -58,6 +58,7 @@ static cJSON *result_json(const ms_provenance_result *r)
         cJSON_AddStringToObject(o, "match", pl->n_src == 0 ? "none"
                                 : pl->n_src == 2 ? "blend" : pl->exact ? "copy" : "nearest");
         an_json_num(o, "residual", pl->n_src ? pl->residual : NAN);
+        cJSON_AddBoolToObject(o, "confirmed", pl->confirmed);
         cJSON *cos = cJSON_AddArrayToObject(o, "cosine");
         for (size_t j = 0; j < total; j++) {
             double v = r->cosine[l * total + j];

@@ -5,6 +5,7 @@
  * mergekit slices.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,6 +204,89 @@ static ms_status build_recipe(ms_provenance_result *r, ms_error *err)
     return MS_OK;
 }
 
+/* ================================================================ confirm */
+
+/* The part of a canonical name after "layers.<layer>." or NULL. */
+static const char *layer_suffix(const char *name, int layer)
+{
+    char pat[32];
+    snprintf(pat, sizeof(pat), "layers.%d.", layer);
+    const char *p = strstr(name, pat);
+    return p ? p + strlen(pat) : NULL;
+}
+
+static const ms_tensor *find_layer_tensor(const ms_model *m, int layer,
+                                          const char *suffix,
+                                          const ms_tensor *like)
+{
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const ms_tensor *t = &m->tensors[i];
+        const char *sx = t->layer == layer ? layer_suffix(t->name, layer) : NULL;
+        if (sx && !strcmp(sx, suffix) && t->n_rows == like->n_rows
+            && t->n_cols == like->n_cols)
+            return t;
+    }
+    return NULL;
+}
+
+/*
+ * Re-fit a blended layer on the exact weights: one Gram pass over the
+ * merged layer's tensors and the two source layers' (cheap: one layer of
+ * three models). Leaves the sketch fit in place when a tensor has no
+ * counterpart.
+ */
+static ms_status confirm_blend(ms_prov_layer *l, const ms_model *merged,
+                               const ms_model *const *donors,
+                               const ms_stream_opts *opts, ms_error *err)
+{
+    const ms_model *mods[3] = {merged, donors[l->src[0].model], donors[l->src[1].model]};
+    const ms_tensor **sl = ms_zalloc_array(merged->n_tensors * 3 + 1, sizeof(*sl));
+    if (!sl)
+        return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < merged->n_tensors; i++) {
+        const ms_tensor *t = &merged->tensors[i];
+        const char *sx = t->layer == l->layer ? layer_suffix(t->name, l->layer) : NULL;
+        if (!sx)
+            continue;
+        const ms_tensor *a = find_layer_tensor(mods[1], l->src[0].layer, sx, t);
+        const ms_tensor *b = find_layer_tensor(mods[2], l->src[1].layer, sx, t);
+        if (!a || !b) {
+            free(sl);
+            return MS_OK;
+        }
+        sl[n * 3] = t;
+        sl[n * 3 + 1] = a;
+        sl[n * 3 + 2] = b;
+        n++;
+    }
+    ms_gram *g = NULL, tot;
+    ms_stream_job job = {mods, 3, sl, n};
+    ms_status st = n ? ms_gram_run(&job, opts, false, &g, err) : MS_OK;
+    if (!st && n && !(st = ms_gram_init(&tot, 3, err))) {
+        for (size_t s = 0; s < n; s++)
+            ms_gram_add(&tot, &g[s]);
+        double aa = ms_gram_dot(&tot, 1, 1), bb = ms_gram_dot(&tot, 2, 2);
+        double ab = ms_gram_dot(&tot, 1, 2), am = ms_gram_dot(&tot, 1, 0);
+        double bm = ms_gram_dot(&tot, 2, 0), mm = ms_gram_dot(&tot, 0, 0);
+        /* double precision leaves ~13 digits for 1 - cos^2 ~ 1e-3 */
+        double det = aa * bb - ab * ab;
+        if (det > 0 && mm > 0) {
+            l->src[0].weight = (bb * am - ab * bm) / det;
+            l->src[1].weight = (aa * bm - ab * am) / det;
+            double res = mm - l->src[0].weight * am - l->src[1].weight * bm;
+            l->residual = sqrt(res > 0 ? res / mm : 0);
+            l->confirmed = true;
+        }
+        ms_gram_free(&tot);
+    }
+    for (size_t s = 0; g && s < n; s++)
+        ms_gram_free(&g[s]);
+    free(g);
+    free(sl);
+    return st;
+}
+
 /* ================================================================ run */
 
 void ms_provenance_result_free(ms_provenance_result *r)
@@ -297,6 +381,9 @@ ms_status ms_provenance_run(const ms_model *merged,
     r->n_layers = (size_t)msk.n_layers;
     if (!st)
         st = match_all(r, &msk, ds, nd, err);
+    for (size_t l = 0; l < r->n_layers && !st; l++)
+        if (r->layers[l].n_src == 2)
+            st = confirm_blend(&r->layers[l], merged, donors, opts, err);
     if (!st)
         st = build_slices(r, err);
     if (!st)

@@ -117,11 +117,13 @@ Test(provenance, blended_layer_weights)
             cr_assert_eq(l->src[k].model, donor_index(model), "layer %d", out);
             cr_assert_eq(l->src[k].layer, (int)an_num(s, "layer"), "layer %d", out);
             if (out == bl)
-                cr_assert_float_eq(l->src[k].weight, an_num(bw, model), 1e-4,
-                                   "blend weight %.6f", l->src[k].weight);
+                cr_assert_float_eq(l->src[k].weight, an_num(bw, model), 1e-6,
+                                   "blend weight %.8f", l->src[k].weight);
         }
     }
     cr_assert_eq(r->layers[bl].n_src, 2);
+    cr_assert(r->layers[bl].confirmed, "blend re-fitted on the exact weights");
+    cr_assert_lt(r->layers[bl].residual, 1e-5);
     cr_assert(strstr(r->recipe, "merge_method: linear"), "%s", r->recipe);
     ms_provenance_result_free(r);
     cJSON_Delete(truth);

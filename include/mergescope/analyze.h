@@ -288,6 +288,8 @@ typedef struct ms_prov_layer {
     size_t n_src;         /* 1 copy, 2 blend, 0 no donor layer found */
     double residual;      /* ||S_M - sum w S||/||S_M|| of the chosen fit */
     bool exact;           /* the single source matches to rounding */
+    bool confirmed;       /* blend weights and residual re-fitted on the
+                             exact weights (one Gram pass over the layer) */
 } ms_prov_layer;
 
 typedef struct ms_prov_slice {
