@@ -1,0 +1,1 @@
+audit $GEN/tiny/recipes/passthrough.yml --models-dir $GEN -q

@@ -1,0 +1,1 @@
+audit $GEN/tiny/recipes/task_arithmetic.yml --models-dir $GEN -q
