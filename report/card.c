@@ -37,8 +37,12 @@ static void ml_add(model_list *ml, const char *s)
     if (!s || !*s || ml->n >= CARD_MAX_MODELS)
         return;
     for (size_t i = 0; i < ml->n; i++)
-        if (!strcmp(ml->v[i], s))
+        if (rp_same_model(ml->v[i], s)) {
+            /* keep the shorter form: the NAME rather than where it was found */
+            if (strlen(s) < strlen(ml->v[i]))
+                ml->v[i] = s;
             return;
+        }
     ml->v[ml->n++] = s;
 }
 
@@ -134,7 +138,7 @@ static const cJSON *find_named(const cJSON *arr, const char *name)
     const cJSON *e;
     cJSON_ArrayForEach(e, arr) {
         const char *n = rp_str(e, "name");
-        if (n && !strcmp(n, name))
+        if (rp_same_model(n, name))
             return e;
     }
     return NULL;
@@ -174,7 +178,7 @@ static void card_models(rp_doc *d, const card_in *ci, const model_list *ml)
     rp_h(d, 2, "Models merged");
     rp_table(d, 4, hdr);
     for (size_t i = 0; i < ml->n; i++) {
-        bool is_base = base && !strcmp(base, ml->v[i]);
+        bool is_base = rp_same_model(base, ml->v[i]);
         const cJSON *a = find_named(rp_arr(ci->attr, "donors"), ml->v[i]);
         const cJSON *s = find_named(rp_arr(ci->audit, "donors"), ml->v[i]);
         rp_cell(d, RP_CODE, ml->v[i]);
@@ -326,10 +330,11 @@ static void findings_dominant(rp_doc *d, const cJSON *layers, const char *source
 static void findings_compare(rp_doc *d, const cJSON *cmp)
 {
     const cJSON *p, *l, *e;
+    int shown = 0, total = 0;
     cJSON_ArrayForEach(p, rp_arr(cmp, "pairs")) {
         const char *a = rp_str(p, "a"), *b = rp_str(p, "b");
         double lo = INFINITY, hi = -INFINITY, llo = 0, lhi = 0, li, v;
-        if (!a || !b)
+        if (!a || !b || total++ >= 6)
             continue;
         cJSON_ArrayForEach(l, rp_arr(cmp, "layers")) {
             if (!rp_num(l, "layer", &li))
@@ -346,12 +351,17 @@ static void findings_compare(rp_doc *d, const cJSON *cmp)
         }
         if (!isfinite(lo))
             continue;
+        shown++;
         rp_li(d);
         rp_span(d, RP_CODE, a);
         rp_span(d, RP_OURS, " vs ");
         rp_span(d, RP_CODE, b);
-        rp_spanf(d, ": cosine lowest at layer %.0f (%.4f), highest at layer %.0f (%.4f)", llo,
+        rp_spanf(d, ": cosine lowest at layer %.0f (%.6f), highest at layer %.0f (%.6f)", llo,
                  lo, lhi, hi);
+    }
+    if (total > 6 && shown) {
+        rp_li(d);
+        rp_spanf(d, "... %d more pairs in the report", total - 6);
     }
 }
 
@@ -379,7 +389,13 @@ static void findings_provenance(rp_doc *d, const cJSON *prov)
         const char *m = l ? rp_str(top, "model") : NULL;
         if (rm && (!l || strcmp(m, rm) || ml != m1 + 1 || sl != s1 + 1)) {
             if (runs++ < 16) {
+                const char *merged = rp_str(prov, "merged");
                 rp_li(d);
+                if (merged) {
+                    rp_span(d, RP_OURS, "in ");
+                    rp_span(d, RP_CODE, merged);
+                    rp_span(d, RP_OURS, ", ");
+                }
                 rp_spanf(d, "merged layers %.0f to %.0f come from ", m0, m1);
                 rp_span(d, RP_CODE, rm);
                 rp_spanf(d, " layers %.0f to %.0f", s0, s1);

@@ -78,6 +78,18 @@ const char *rp_pct(char *buf, size_t cap, const cJSON *obj, const char *key)
     return buf;
 }
 
+/* "dir/org/model" names the same model as "org/model"; so does equality. */
+static bool path_tail(const char *path, const char *name)
+{
+    size_t a = strlen(path), b = strlen(name);
+    return a > b && path[a - b - 1] == '/' && !strcmp(path + a - b, name);
+}
+
+bool rp_same_model(const char *a, const char *b)
+{
+    return a && b && (!strcmp(a, b) || path_tail(a, b) || path_tail(b, a));
+}
+
 const rp_input *rp_first(const ms_report *r, ms_report_kind kind)
 {
     for (size_t i = 0; i < r->n; i++)

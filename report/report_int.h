@@ -145,6 +145,9 @@ void rp_section_attribute(rp_ctx *c, const rp_input *in);
 void rp_section_provenance(rp_ctx *c, const rp_input *in);
 void rp_section_quant(rp_ctx *c, const rp_input *in);
 
+/* Whether two model references name the same model: equal, or one a path
+ * ending in "/" + the other (a NAME and where --models-dir found it). */
+bool rp_same_model(const char *a, const char *b);
 /* The first result of a kind, or NULL. */
 const rp_input *rp_first(const ms_report *r, ms_report_kind kind);
 /* A plain-words explanation of a merge method; NULL when unknown. */

@@ -636,11 +636,6 @@ static void audit_suggestion(rp_doc *d, const cJSON *sug, const names *donors)
         rp_code(d, "yaml", text);
 }
 
-static bool same_model(const char *a, const char *b)
-{
-    return a && b && (!strcmp(a, b) || !strcmp(ms_path_basename(a), ms_path_basename(b)));
-}
-
 /*
  * The audit has no per-layer cosine to the base: take it from a compare
  * result that has the base and the donors among its models.
@@ -673,9 +668,11 @@ static void cosine_base_from_compare(rp_ctx *c, const char *base, const names *d
             rp_plot_set_row(p, r, lab);
             cJSON_ArrayForEach(e, rp_arr(l, "pairs")) {
                 const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
-                const char *other = same_model(a, base) ? b : same_model(b, base) ? a : NULL;
+                const char *other = rp_same_model(a, base)   ? b
+                                    : rp_same_model(b, base) ? a
+                                                             : NULL;
                 for (size_t j = 0; other && j < dn->n; j++)
-                    if (same_model(other, dn->v[j]) && rp_num(e, "cosine", &v)) {
+                    if (rp_same_model(other, dn->v[j]) && rp_num(e, "cosine", &v)) {
                         p->v[r * dn->n + j] = v;
                         found++;
                     }
