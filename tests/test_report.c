@@ -753,3 +753,81 @@ Test(report, html_renders_in_headless_chromium, .timeout = 180)
     free(prof1); free(prof2);
     free(out); free(err); free(out_dir); free(dir);
 }
+
+/* ==== wrong types anywhere ==== */
+
+/* Replace the n-th node (pre-order, root excluded) below parent by rep. */
+static bool replace_nth(cJSON *parent, int *n, cJSON *rep)
+{
+    for (cJSON *c = parent->child; c; c = c->next) {
+        if ((*n)-- == 0)
+            return cJSON_ReplaceItemViaPointer(parent, c, rep);
+        if (replace_nth(c, n, rep))
+            return true;
+    }
+    return false;
+}
+
+static int count_nodes(const cJSON *j)
+{
+    int n = 0;
+    for (const cJSON *c = j->child; c; c = c->next)
+        n += 1 + count_nodes(c);
+    return n;
+}
+
+/*
+ * Every field of every kind of result, replaced in turn by a value of
+ * another type (or an absurd number): report must still write its outputs
+ * and never crash (run under ASan in the sanitizer build).
+ */
+Test(report, any_field_of_any_type, .timeout = 600)
+{
+    const char *shm = ms_path_is_dir("/dev/shm") ? "/dev/shm" : "/tmp";
+    char tmpl[64];
+    snprintf(tmpl, sizeof(tmpl), "%s/ms-report-XXXXXX", shm);
+    cr_assert_not_null(mkdtemp(tmpl));
+    ms_report_opts opts = {"/nonexistent/gnuplot"};
+    int runs = 0;
+    for (size_t f = 0; f < sizeof(data_files) / sizeof(data_files[0]); f++) {
+        cJSON *orig = load_json(data_files[f]);
+        int nodes = count_nodes(orig), stride = nodes / 40 + 1;
+        for (int i = (int)f % stride; i < nodes; i += stride) {
+            for (int k = 0; k < 5; k++) {
+                cJSON *copy = cJSON_Duplicate(orig, true);
+                cJSON *rep = k == 0 ? cJSON_CreateNull()
+                           : k == 1 ? cJSON_CreateString("<b>|`x`|</b>")
+                           : k == 2 ? cJSON_CreateArray()
+                           : k == 3 ? cJSON_CreateNumber(1e308)
+                                    : cJSON_CreateNumber(-3);
+                int n = i;
+                if (!replace_nth(copy, &n, rep))
+                    cJSON_Delete(rep);
+                char *text = cJSON_PrintUnformatted(copy);
+                ms_report *r = ms_report_new();
+                ms_error e;
+                ms_error_clear(&e);
+                ms_status st = ms_report_add_text(r, "x.json", text, strlen(text), &e);
+                if (st == MS_OK) {
+                    ms_report_outcome oc;
+                    st = ms_report_write(r, tmpl, &opts, &oc, &e);
+                    cr_assert_eq(st, MS_OK, "%s node %d kind %d: %s", data_files[f], i, k,
+                                 e.msg);
+                    runs++;
+                } else {
+                    /* only the schema line may make an input unreadable */
+                    cr_assert(strstr(text, "\"schema\":\"mergescope.") == NULL ||
+                              e.code == MS_ERR_FORMAT);
+                }
+                ms_report_free(r);
+                free(text);
+                cJSON_Delete(copy);
+            }
+        }
+        cJSON_Delete(orig);
+    }
+    cr_assert_gt(runs, 500);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpl);
+    cr_assert_eq(system(cmd), 0);
+}
