@@ -8,6 +8,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define MS_X86 1
 #endif
@@ -117,9 +118,14 @@ static size_t bf16_sse2(const uint16_t *src, size_t n, float *dst)
     return i;
 }
 
+/* F16C is CPUID.1:ECX bit 29 (clang's __builtin_cpu_supports has no
+ * "f16c"); "avx" also tells that the OS saves the YMM registers. */
 static bool have_f16c(void)
 {
-    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d;
+    if (!__builtin_cpu_supports("avx") || !__get_cpuid(1, &a, &b, &c, &d))
+        return false;
+    return (c >> 29) & 1;
 }
 
 static bool have_avx2(void)
