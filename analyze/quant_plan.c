@@ -389,6 +389,39 @@ static ms_status rule_type(const char *v, ms_dtype *out, const char *path, int l
     return MS_OK;
 }
 
+/*
+ * llama-quantize lowercases the pattern and uses std::regex (ECMAScript);
+ * POSIX extended syntax is the same for what plans use (., *, +, ?, |,
+ * groups, classes) except the escapes \d, \w and \s, spelled out here.
+ * Caller frees.
+ */
+static char *ecma_to_ere(const char *pat)
+{
+    ms_sb sb = MS_SB_INIT;
+    bool ok = ms_sb_add(&sb, "");
+    for (const char *c = pat; *c && ok; c++) {
+        int ch = tolower((unsigned char)*c);
+        if (ch == '\\' && c[1]) {
+            const char *rep = c[1] == 'd' ? "[0-9]" : c[1] == 'w' ? "[a-z0-9_]"
+                              : c[1] == 's' ? "[[:space:]]" : NULL;
+            if (rep) {
+                ok = ms_sb_add(&sb, rep);
+                c++;
+                continue;
+            }
+            ok = ms_sb_addc(&sb, '\\') && ms_sb_addc(&sb, (char)tolower((unsigned char)c[1]));
+            c++;
+            continue;
+        }
+        ok = ms_sb_addc(&sb, (char)ch);
+    }
+    if (!ok) {
+        ms_sb_free(&sb);
+        return NULL;
+    }
+    return ms_sb_detach(&sb);
+}
+
 /* NAME=TYPE: NAME lowercased, compiled as an extended regular expression. */
 static ms_status add_rule(plan_rules *pr, char *tok, const char *path, int line, ms_error *err)
 {
@@ -401,13 +434,16 @@ static ms_status add_rule(plan_rules *pr, char *tok, const char *path, int line,
     ms_status st = rule_type(eq + 1, &t, path, line, err);
     if (st)
         return st;
-    for (char *c = tok; *c; c++)
-        *c = (char)tolower((unsigned char)*c);
-    plan_rule *nr = ms_realloc_array(pr->r, pr->n + 1, sizeof(*nr));
-    if (!nr)
+    char *pat = ecma_to_ere(tok);
+    plan_rule *nr = pat ? ms_realloc_array(pr->r, pr->n + 1, sizeof(*nr)) : NULL;
+    if (!nr) {
+        free(pat);
         return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+    }
     pr->r = nr;
-    if (regcomp(&nr[pr->n].re, tok, REG_EXTENDED | REG_NOSUB))
+    int bad = regcomp(&nr[pr->n].re, pat, REG_EXTENDED | REG_NOSUB);
+    free(pat);
+    if (bad)
         return ms_error_set_at(err, MS_ERR_FORMAT, path, line, 0,
                                "bad tensor pattern '%s'", tok);
     nr[pr->n++].type = t;

@@ -512,3 +512,24 @@ Test(quant, corrupt_models_exit_2)
     free(src);
     free(ref);
 }
+
+/* ECMAScript escapes llama-quantize users write (\d, \w) work, patterns
+ * are case-insensitive, and the first matching rule wins. */
+Test(quant, plan_patterns_as_llama_quantize_reads_them)
+{
+    ms_model *mixed = open_model("real-gguf/gguf/model-MIXED.gguf");
+    ms_plan_check *c = check("--tensor-type BLK\\.\\d\\.ATTN_\\w+=iq4_nl\n"
+                             "# the promoted FFN matrix, then the rest\n"
+                             "blk\\.1\\.ffn_gate=iq4_nl ffn_\\w+=iq3_s\n"
+                             "--token-embedding-type q5_k\n"
+                             "--output-tensor-type Q5_K\n", mixed);
+    cr_assert_eq(c->n_depart, 0);
+    cr_assert_eq(c->n_follow, 16);
+    ms_plan_check_free(c);
+    /* order matters: the general FFN rule first takes blk.1.ffn_gate too */
+    c = check("ffn_\\w+=iq3_s blk\\.1\\.ffn_gate=iq4_nl attn=iq4_nl\n", mixed);
+    cr_assert_eq(c->n_depart, 1);
+    cr_assert_eq(c->n_uncovered, 5 + 2, "norms, and embeddings without a rule");
+    ms_plan_check_free(c);
+    ms_model_close(mixed);
+}
