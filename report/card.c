@@ -100,6 +100,12 @@ static bool repo_id(const char *s)
 static bool front_matter(const card_in *ci, const model_list *ml, bool merge, ms_sb *o)
 {
     bool ok = ms_sb_add(o, "---\n"), any = false;
+    /* a quantization's base model is the checkpoint it was made from */
+    model_list ref = {0};
+    if (!merge) {
+        ml_add(&ref, rp_str(ci->quant, "reference"));
+        ml = &ref;
+    }
     for (size_t i = 0; i < ml->n && ok; i++) {
         if (!repo_id(ml->v[i]))
             continue;

@@ -831,3 +831,34 @@ Test(report, any_field_of_any_type, .timeout = 600)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpl);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* A quantization alone: the card says quantized, from its reference; two
+ * results of one kind give two sets of plots. */
+Test(report, quantized_card_and_two_quants)
+{
+    char *dir = ms_test_tmpdir();
+    char *q2 = ms_path_join(dir, "q2.json"), *out_dir = ms_path_join(dir, "out");
+    const char *text = "{\"schema\": \"mergescope.quant/1\", \"reference\": \"org/src-7b\", "
+                       "\"bits_per_weight\": 5.5, \"types\": [{\"type\": \"Q5_K\", "
+                       "\"n_params\": 100, \"share\": 1, \"rel_rmse\": 0.02}]}";
+    cr_assert(ms_test_write(q2, text, strlen(text)));
+    const char *in[] = {q2, DATA "quant.json"}; /* the card reads the first */
+    char *out, *err;
+    cr_assert_eq(run_report(in, 2, out_dir, &out, &err), 0, "%s", err);
+    char *card_path = join3(out_dir, "/", "MODEL_CARD.md");
+    char *card = slurp(card_path);
+    cr_assert(ms_str_startswith(card, "---\nbase_model:\n- \"org/src-7b\"\n"
+                                      "base_model_relation: quantized\nlibrary_name: gguf\n"),
+              "%.200s", card);
+    cr_assert_null(strstr(card, "mergekit"), "a quantization alone is no merge");
+    char *p = join3(out_dir, "/", "plots/");
+    cr_assert(exists(p, "quant_type_mix", ".gp") && exists(p, "quant_type_mix_2", ".gp"));
+    free(p);
+    free(card);
+    free(card_path);
+    free(out);
+    free(err);
+    free(q2);
+    free(out_dir);
+    free(dir);
+}
