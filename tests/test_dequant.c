@@ -232,3 +232,18 @@ Test(dequant, hand_built_blocks)
     for (int j = 0; j < 256; j++)
         cr_assert_eq(y[j], 1.0f);
 }
+
+/* lib/iq_grids.c is what scripts/gen_grids.py makes of the shared table
+ * data: the committed file has not drifted from its source. */
+Test(dequant, grid_tables_match_their_source)
+{
+    char *tables = ms_test_shared("ggml-tables/tables.json");
+    if (!tables || !ms_path_is_file(tables))
+        cr_skip_test("shared fixtures ggml-tables not found");
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "/usr/bin/python3 '%s/scripts/gen_grids.py' '%s' | cmp -s - '%s/lib/iq_grids.c'",
+             MS_SOURCE_DIR, tables, MS_SOURCE_DIR);
+    cr_assert_eq(system(cmd), 0, "lib/iq_grids.c differs from gen_grids.py output");
+    free(tables);
+}

@@ -168,7 +168,8 @@ typedef struct ms_plan {
 } ms_plan;
 
 /* Plan the types of src's tensors under policy p (im needed for rank
- * imatrix). Streams src once to rank the FFN tensors. */
+ * imatrix). Reads the FFN tensors of src once, in row chunks, to rank
+ * them; opts is reserved (may be NULL). */
 ms_status ms_plan_make(const ms_model *src, const ms_plan_policy *p,
                        const ms_imatrix *im, const ms_stream_opts *opts,
                        ms_plan **out, ms_error *err);
