@@ -209,6 +209,15 @@ Test(dequant, hand_built_blocks)
     cr_assert_eq(ms_dequant(MS_DTYPE_Q8_0, q8, 32, y), MS_OK);
     for (int j = 0; j < 32; j++)
         cr_assert_eq(y[j], (float)(j - 16) * 0.5f);
+    /* fp16 subnormal and negative scales decode exactly too */
+    const uint16_t scales[] = {0x0001, 0x03ff, 0x8200, 0xfbff, 0x0400};
+    for (size_t k = 0; k < MS_ARRAY_SIZE(scales); k++) {
+        q8[0] = (uint8_t)scales[k], q8[1] = (uint8_t)(scales[k] >> 8);
+        float d = ms_f16_to_f32(scales[k]);
+        cr_assert_eq(ms_dequant(MS_DTYPE_Q8_0, q8, 32, y), MS_OK);
+        for (int j = 0; j < 32; j++)
+            cr_assert_eq(y[j], (float)(j - 16) * d, "scale %04x", scales[k]);
+    }
     /* Q4_0: d = 2 (0x4000), byte j = low nibble j%16, high nibble 15 - j%16 */
     uint8_t q4[18] = {0x00, 0x40};
     for (int j = 0; j < 16; j++)
