@@ -495,6 +495,9 @@ ms_status ms_audit_open(const ms_recipe *r, const ms_audit_opts *opts, ms_audit 
     int reps = opts->replicates < 0 ? 8 : opts->replicates;
     bool random = sparse_of(a->method) == AU_SP_RANDOM || sparse_of(a->method) == AU_SP_DELLA;
     a->draws = random && a->sim != AU_NOSIM ? 1 + reps : 1;
+    if (opts->sample > 0.0 && opts->sample < 1.0)
+        add_note(a, "with --sample the stable-rank sketch (low_rank fingerprint) is skipped and "
+                    "trimming thresholds come from the rows read");
     if (a->st->n_modules > 1)
         add_note(a, "only the first module (%s) is audited", a->st->modules[0].name);
     ms_status s = open_models(a, err);

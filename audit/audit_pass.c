@@ -837,31 +837,39 @@ ms_status au_task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
 
 /* ====================================================== Gram simulation */
 
-/* c_i = sum_r alpha[i][r] S_r; M = sum_i c_i. Fills t->dot / t->mm (draw 0). */
-static void gram_shares(au_task *t, double alpha[][AU_MAXIN])
+/* c_i = sum_r alpha[i][r] S_r; M = sum_i c_i: <c_i, M> into dot[i] and
+ * ||M||^2 into *mm, from the upper-triangle Gram gram (m x m). */
+static void gram_dots(const au_task *t, const double *gram, double alpha[][AU_MAXIN],
+                      double *dot, double *mm_out)
 {
     size_t m = t->m;
     double am[AU_MAXIN] = {0};
     for (size_t i = 0; i < t->n_in; i++)
         for (size_t r = 0; r < m; r++)
             am[r] += alpha[i][r];
-    double g[AU_MAXIN * AU_MAXIN];
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < m; j++)
-            g[i * m + j] = i <= j ? t->gram[i * m + j] : t->gram[j * m + i];
     double gm[AU_MAXIN] = {0};
     for (size_t r = 0; r < m; r++)
         for (size_t s = 0; s < m; s++)
-            gm[r] += g[r * m + s] * am[s];
+            gm[r] += (r <= s ? gram[r * m + s] : gram[s * m + r]) * am[s];
     double mm = 0.0;
     for (size_t r = 0; r < m; r++)
         mm += am[r] * gm[r];
-    t->mm[0] = mm;
+    *mm_out = mm;
     for (size_t i = 0; i < t->n_in; i++) {
         double d = 0.0;
         for (size_t r = 0; r < m; r++)
             d += alpha[i][r] * gm[r];
-        t->dot[i] = d;
+        dot[i] = d;
+    }
+}
+
+/* Draw 0 from the whole Gram; with sampling, per read chunk as well. */
+static void gram_shares(au_task *t, double alpha[][AU_MAXIN])
+{
+    gram_dots(t, t->gram, alpha, t->dot, &t->mm[0]);
+    for (uint64_t c = 0; t->chunk_gram && c < t->n_chunks_on; c++) {
+        double *cd = t->chunk_dot + c * (t->n_in + 1);
+        gram_dots(t, t->chunk_gram + c * t->m * t->m, alpha, cd, &cd[t->n_in]);
     }
 }
 

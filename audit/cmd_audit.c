@@ -31,7 +31,7 @@ typedef struct audit_args {
     ms_common c;
     const char *suggest, *target, *per, *stage;
     double tol, sample;
-    long seed, replicates, max_iter;
+    long seed, replicates, max_iter, chunk_elems;
     bool stats_only;
 } audit_args;
 
@@ -70,8 +70,8 @@ static void print_donors(const ms_audit_result *r)
         printf("\n");
     }
     if (r->random || r->sample < 1.0) {
-        printf("\nshare intervals (%s):\n", r->sample < 1.0 ? "sampled rows and random drops"
-                                                            : "random drops");
+        printf("\nshare intervals (%s%s%s):\n", r->sample < 1.0 ? "sampled rows" : "",
+               r->sample < 1.0 && r->random ? " and " : "", r->random ? "random drops" : "");
         for (size_t d = 0; d < r->n_donors; d++)
             if (r->donors[d].all.has_share)
                 printf("  %-28s [%.4f, %.4f]\n", r->donors[d].name, r->donors[d].all.share_lo,
@@ -289,6 +289,7 @@ static int audit_main(audit_args *o, const char *path)
     ao.replicates = (int)o->replicates;
     ao.sample = o->sample;
     ao.stats_only = o->stats_only;
+    ao.chunk_elems = (size_t)o->chunk_elems;
     ao.stage = MS_RECIPE_NONE;
     ao.resolve = &ro;
     ao.progress = ms_progress_update;
@@ -340,6 +341,8 @@ int cmd_audit(int argc, char **argv)
                        "read only this fraction of each tensor's row chunks (quick look)"),
         MS_OPT_BOOL_(0, "stats-only", &o.stats_only, "statistics only, no merge simulation"),
         MS_OPT_STRING_(0, "stage", &o.stage, "NAME", "the stage of a multi-document recipe"),
+        MS_OPT_INT_(0, "chunk-elems", &o.chunk_elems, "N",
+                    "elements per model in one row chunk (default 131072)", 1, 1L << 26),
         MS_OPT_GROUP_("rebalancing"),
         MS_OPT_STRING_(0, "suggest", &o.suggest, "OUT.yml", "write a reweighted recipe"),
         MS_OPT_STRING_(0, "target", &o.target, "SPEC",

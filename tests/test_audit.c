@@ -470,3 +470,78 @@ Test(audit_cli, missing_recipe_is_a_usage_error)
     free(so);
     free(se);
 }
+
+Test(audit_ref, sample_interval_covers_full_run, .timeout = 300)
+{
+    char *dir = ref_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench is absent");
+    cJSON *full = run_audit(dir, "task_arithmetic", NULL, NULL);
+    double want[4];
+    const char *names[] = {"fam/donor1", "fam/donor2", "fam/donor3", "fam/donor4"};
+    for (int i = 0; i < 4; i++)
+        want[i] = cJSON_GetObjectItem(donor(full, names[i]), "share")->valuedouble;
+    cJSON_Delete(full);
+    /* small chunks so every tensor has many; read about half of them */
+    cJSON *au = run_audit(dir, "task_arithmetic", "--sample=0.5", "--chunk-elems=256");
+    cr_assert_eq(cJSON_GetObjectItem(au, "sample")->valuedouble, 0.5);
+    for (int i = 0; i < 4; i++) {
+        const cJSON *d = donor(au, names[i]);
+        check_share(names[i], cJSON_GetObjectItem(d, "share"), want[i],
+                    cJSON_GetObjectItem(d, "share_interval"), true);
+    }
+    cJSON_Delete(au);
+    free(dir);
+}
+
+/* ms-fixtures' own family: donor4 is a Q8_0 round trip, donor5 abliterated. */
+Test(audit_fixtures, generated_family_fingerprints, .timeout = 120)
+{
+    char *truth_path = ms_test_gen("tiny/truth.json");
+    if (!ms_path_is_file(truth_path)) {
+        free(truth_path);
+        cr_skip_test("generated fixtures are absent");
+    }
+    char *tmp = ms_test_tmpdir();
+    char *recipe = ms_path_join(tmp, "ta.yml");
+    const char *text =
+        "merge_method: task_arithmetic\nbase_model: tiny/base\nmodels:\n"
+        "  - model: tiny/donor1\n    parameters: {weight: 0.3}\n"
+        "  - model: tiny/donor2\n    parameters: {weight: 0.3}\n"
+        "  - model: tiny/donor3\n    parameters: {weight: 0.3}\n"
+        "  - model: tiny/donor4\n    parameters: {weight: 0.3}\n"
+        "  - model: tiny/donor5\n    parameters: {weight: 0.3}\n";
+    cr_assert(ms_test_write(recipe, text, strlen(text)));
+    char js[1024];
+    snprintf(js, sizeof(js), "%s/out.json", tmp);
+    const char *argv[] = {"audit", recipe, "--models-dir", MS_GEN_DIR, "--json", js, "-q", NULL};
+    char *so = NULL, *se = NULL;
+    cr_assert_eq(ms_test_run(argv, &so, &se), 0, "%s", se);
+    free(so);
+    free(se);
+    cJSON *au = load_json(js), *truth = load_json(truth_path);
+    cr_assert(has_fp(donor(au, "tiny/donor4"), "dequantized:Q8_0"));
+    const cJSON *d5 = donor(au, "tiny/donor5"), *f, *want = NULL, *x;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItem(truth, "donors"))
+        if (strcmp(cJSON_GetObjectItem(x, "name")->valuestring, "tiny/donor5") == 0)
+            want = cJSON_GetObjectItem(x, "tensors");
+    cr_assert_not_null(want);
+    bool seen = false;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(d5, "fingerprints")) {
+        if (strcmp(cJSON_GetObjectItem(f, "kind")->valuestring, "low_rank") != 0)
+            continue;
+        seen = true;
+        cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(f, "tensors")),
+                     cJSON_GetArraySize(want), "flagged tensor count");
+    }
+    cr_assert(seen, "abliterated donor5 not flagged");
+    const char *clean[] = {"tiny/donor1", "tiny/donor2", "tiny/donor3"};
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(donor(au, clean[i]), "fingerprints")),
+                     0, "clean donor %s flagged", clean[i]);
+    cJSON_Delete(au);
+    cJSON_Delete(truth);
+    free(recipe);
+    free(tmp);
+    free(truth_path);
+}
