@@ -17,9 +17,10 @@
 #define GGUF_MAX_NAME 64         /* ggml's GGML_MAX_NAME, NUL included */
 #define GGUF_MAX_DIMS 4
 #define GGUF_MAX_NESTING 8       /* arrays of arrays, deeper is hostile */
-/* Decoded metadata values a file may hold in all its arrays (512 MiB of
- * ms_gguf_value); the largest real vocabularies hold ~300k strings. */
-#define GGUF_MAX_ITEMS (1u << 24)
+/* Decoded metadata values a file may hold in all its arrays: 8 Mi values
+ * (256 MiB of ms_gguf_value), several times what the largest real
+ * tokenizers need (~260k tokens plus scores, types and merges). */
+#define GGUF_MAX_ITEMS (1u << 23)
 
 /* Smallest encodings: a key/value is a key length, a type and one byte;
  * a tensor info is a name length, n_dims, one dim, a type and an offset. */

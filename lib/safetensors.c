@@ -16,6 +16,10 @@
 
 /* Integers above 2^53 are not exact in a double; no real offset or dim is. */
 #define ST_MAX_EXACT 9007199254740992.0
+/* JSON values a header or index may hold. cJSON spends ~64 bytes a value,
+ * so this bounds its memory (256 MiB) whatever the text; real headers hold
+ * about ten values per tensor. */
+#define ST_MAX_JSON_VALUES (4u << 20)
 
 typedef struct st_ctx {
     const char *path;
@@ -79,6 +83,28 @@ static bool utf8_valid(const uint8_t *s, size_t n, size_t *bad)
         i += len;
     }
     return true;
+}
+
+/* An upper bound on the values in JSON text: every value but the first
+ * follows a '[', ',' or ':' outside a string. */
+static uint64_t json_value_bound(const char *s, size_t n)
+{
+    uint64_t count = 1;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == '[' || ch == ',' || ch == ':') {
+            count++;
+        }
+    }
+    return count;
 }
 
 /* A JSON number that is a non-negative integer held exactly by a double. */
@@ -310,6 +336,9 @@ static ms_status validate(st_ctx *c, ms_st_file *f)
     if (!utf8_valid((const uint8_t *)text, (size_t)n, &bad))
         return ms_error_set(c->err, MS_ERR_FORMAT, c->path, (int64_t)(8 + bad),
                             "header is not valid UTF-8");
+    if (json_value_bound(text, (size_t)n) > ST_MAX_JSON_VALUES)
+        return ms_error_set(c->err, MS_ERR_FORMAT, c->path, 8,
+                            "header holds more than %u JSON values", ST_MAX_JSON_VALUES);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, (size_t)n, &end, 0);
     if (!root) {
@@ -485,6 +514,9 @@ ms_status ms_st_index_parse(const char *text, size_t len, const char *label,
 {
     *names = *files = NULL;
     *n = 0;
+    if (json_value_bound(text, len) > ST_MAX_JSON_VALUES)
+        return ms_error_set(err, MS_ERR_FORMAT, label, 0,
+                            "index holds more than %u JSON values", ST_MAX_JSON_VALUES);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root) {

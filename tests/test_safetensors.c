@@ -441,6 +441,38 @@ Test(safetensors, deep_json_nesting_is_refused)
     free(h);
 }
 
+/* cJSON spends ~64 bytes a value: a header of millions of tiny values is
+ * refused before parsing, so memory stays bounded by the value cap. */
+Test(safetensors, value_bomb_is_refused_before_parsing)
+{
+    size_t n_vals = (4u << 20) + 16, cap = 2 * n_vals + 64, n = 0;
+    char *h = malloc(cap);
+    n += (size_t)snprintf(h, cap, "{\"a\":{\"dtype\":\"F32\",\"shape\":[");
+    for (size_t i = 0; i < n_vals; i++) {
+        h[n++] = '1';
+        h[n++] = ',';
+    }
+    n += (size_t)snprintf(h + n - 1, cap - n, "],\"data_offsets\":[0,4]}}") - 1;
+    expect_header_err(h, 4, 8, 8, "JSON values");
+    free(h);
+    /* the same cap guards the index */
+    ms_error e;
+    ms_error_clear(&e);
+    char **names, **files;
+    size_t cnt;
+    char *idx = malloc(cap);
+    n = (size_t)snprintf(idx, cap, "{\"weight_map\":[");
+    for (size_t i = 0; i < n_vals; i++) {
+        idx[n++] = '0';
+        idx[n++] = ',';
+    }
+    idx[n - 1] = ']';
+    idx[n++] = '}';
+    cr_assert_eq(ms_st_index_parse(idx, n, "i.json", &names, &files, &cnt, &e), MS_ERR_FORMAT);
+    cr_assert(strstr(e.msg, "JSON values"), "%s", e.msg);
+    free(idx);
+}
+
 Test(safetensors, open_missing_and_empty_files)
 {
     ms_st_file *f;
