@@ -114,6 +114,30 @@ static uint64_t model_bytes(ms_model **m, size_t n)
     return s;
 }
 
+static ms_status noop_chunk(void *ctx, const ms_stream_chunk *c, ms_error *err)
+{
+    (void)err;
+    atomic_fetch_add((atomic_uint_fast64_t *)ctx, (uint64_t)(c->x[0][0] != 0));
+    return MS_OK;
+}
+
+/* The streaming core alone: decode to f32, no reduction. */
+static ms_status stream_only(ms_model **m, size_t n, const ms_stream_opts *o, ms_error *err)
+{
+    const ms_tensor **slots = NULL;
+    size_t ns = 0, nsk = 0;
+    ms_stream_skip *sk = NULL;
+    ms_status st = ms_stream_match((const ms_model *const *)m, n, &slots, &ns, &sk, &nsk, err);
+    atomic_uint_fast64_t cnt = 0;
+    if (!st) {
+        ms_stream_job job = {(const ms_model *const *)m, n, slots, ns};
+        st = ms_stream_run(&job, o, noop_chunk, NULL, &cnt, err);
+    }
+    free(slots);
+    free(sk);
+    return st;
+}
+
 static int run(const char *mode, ms_model **m, size_t n, int threads, uint64_t *bytes)
 {
     ms_stream_opts o = {threads, 0, NULL, NULL, 0};
@@ -123,7 +147,9 @@ static int run(const char *mode, ms_model **m, size_t n, int threads, uint64_t *
     *bytes = model_bytes(m, n);
     if (!strcmp(mode, "raw"))
         return raw_read(m, n, threads, bytes);
-    if (!strcmp(mode, "compare")) {
+    if (!strcmp(mode, "stream")) {
+        st = stream_only(m, n, &o, &err);
+    } else if (!strcmp(mode, "compare")) {
         ms_compare_result *r = NULL;
         st = ms_compare_run((const ms_model *const *)m, n, &o, &r, &err);
         if (!st)
