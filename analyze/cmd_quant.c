@@ -2,6 +2,11 @@
  * cmd_quant.c - `mergescope quant`: quantization error per tensor, per
  * ggml type and per layer against the source; `--plan` writes per-tensor
  * types for llama-quantize; `--check-plan` checks a GGUF against a plan.
+ *
+ * MODEL is a GGUF of any mix of types or a safetensors checkpoint; SRC its
+ * higher-precision source. Tensors are matched by canonical name (GGUF Q/K
+ * permutation undone); unmatched ones are listed. POLICY is a preset
+ * (mixed, imatrix) or KEY=VALUE,... (quant.h, ms_plan_policy_parse).
  */
 #include <math.h>
 #include <stdio.h>
@@ -22,18 +27,6 @@ static const char *const usage[] = {
     "mergescope quant [options] MODEL --reference SRC [--imatrix F]",
     "mergescope quant [options] SRC --plan POLICY [--imatrix F] [--plan-file OUT]",
     "mergescope quant [options] --check-plan FILE MODEL",
-    "",
-    "Quantization error of MODEL (a GGUF of any mix of types, or a safetensors",
-    "checkpoint) against SRC, its higher-precision source: per tensor RMSE,",
-    "relative RMSE, SNR, cosine, max abs error and, with an importance matrix,",
-    "the importance-weighted relative error; pooled per ggml type and per",
-    "layer; bits per weight and the type mix. Tensors are matched by canonical",
-    "name (GGUF Q/K permutation undone); unmatched ones are listed.",
-    "",
-    "--plan POLICY plans per-tensor types for llama-quantize from SRC. POLICY is",
-    "a preset (mixed, imatrix) or KEY=VALUE,... with keys base, embed, output,",
-    "attn, ffn (ggml types), promote (type), top (fraction of FFN matrices",
-    "promoted) and rank (mean_abs or imatrix).",
     NULL
 };
 
@@ -468,7 +461,11 @@ int cmd_quant(int argc, char **argv)
         MS_OPT_INT_(0, "top", &a.top, "N", "worst tensors listed (default 10)", 0, 1000000),
         MS_OPT_BOOL_(0, "per-tensor", &a.per_tensor, "print every tensor too"),
         MS_OPT_GROUP_("plans"),
-        MS_OPT_STRING_(0, "plan", &a.plan, "POLICY", "plan per-tensor types for llama-quantize"),
+        MS_OPT_STRING_(0, "plan", &a.plan, "POLICY",
+                       "plan per-tensor types for llama-quantize from SRC: a preset (mixed, "
+                       "imatrix) or KEY=VALUE,... with base, embed, output, attn, ffn, promote "
+                       "(ggml types), top (fraction of FFN matrices promoted), rank (mean_abs "
+                       "or imatrix)"),
         MS_OPT_STRING_(0, "plan-file", &a.plan_file, "OUT", "also write the plan's arguments to OUT"),
         MS_OPT_STRING_(0, "check-plan", &a.check_plan, "FILE", "check MODEL against a plan file"),
         MS_COMMON_OPTIONS(&a.c),
