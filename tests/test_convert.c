@@ -105,3 +105,43 @@ Test(convert, dtype_to_f32_contract)
     cr_assert_eq(ms_dtype_to_f32(MS_DTYPE_INVALID, h, 1, out), MS_ERR_UNSUPPORTED);
     cr_assert_eq(ms_dtype_to_f32(MS_DTYPE_Q4_K, h, 100, out), MS_ERR_USAGE);
 }
+
+/* The OCP FP8 formats in closed form: E4M3 (bias 7, no infinities, only
+ * S.1111.111 is NaN) and E5M2 (bias 15, IEEE-like), every byte, through
+ * both the short and the bulk paths. */
+static double f8_value(int v, int ebits, int bias, bool e4m3, bool *nan, bool *inf)
+{
+    int mbits = 7 - ebits, e = (v >> mbits) & ((1 << ebits) - 1), m = v & ((1 << mbits) - 1);
+    *nan = e4m3 ? (e == 15 && m == 7) : (e == 31 && m);
+    *inf = !e4m3 && e == 31 && !m;
+    double x = e ? ldexp((1 << mbits) + m, e - bias - mbits) : ldexp(m, 1 - bias - mbits);
+    return v & 0x80 ? -x : x;
+}
+
+Test(convert, fp8_every_value)
+{
+    enum { N = 256 * 32 };
+    uint8_t *src = malloc(N);
+    float *dst = malloc(N * 4);
+    for (int i = 0; i < N; i++)
+        src[i] = (uint8_t)i;
+    for (int f = 0; f < 2; f++) {
+        ms_dtype dt = f ? MS_DTYPE_F8_E5M2 : MS_DTYPE_F8_E4M3;
+        for (size_t n = 256; n <= N; n *= 32) {
+            cr_assert_eq(ms_dtype_to_f32(dt, src, n, dst), MS_OK);
+            for (size_t i = 0; i < n; i++) {
+                bool nan, inf;
+                double want = f ? f8_value((int)(i & 255), 5, 15, false, &nan, &inf)
+                                : f8_value((int)(i & 255), 4, 7, true, &nan, &inf);
+                if (nan)
+                    cr_assert(isnan(dst[i]), "%s %02zx", ms_dtype_name(dt), i & 255);
+                else if (inf)
+                    cr_assert(isinf(dst[i]) && (dst[i] < 0) == !!(i & 0x80));
+                else
+                    cr_assert_eq((double)dst[i], want, "%s %02zx", ms_dtype_name(dt), i & 255);
+            }
+        }
+    }
+    free(src);
+    free(dst);
+}
