@@ -135,6 +135,21 @@ void rp_plots_free(rp_plots *ps)
     memset(ps, 0, sizeof(*ps));
 }
 
+bool rp_plot_has_data(const rp_plot *p)
+{
+    for (size_t r = 0; r < p->nrow; r++) {
+        if (p->kind == RP_PLOT_GROUPS) {
+            if (isfinite(p->v[r * 3]) && isfinite(p->v[r * 3 + 1]))
+                return true;
+            continue;
+        }
+        for (size_t c = 0; c < p->ncol; c++)
+            if (isfinite(p->v[r * p->ncol + c]))
+                return true;
+    }
+    return false;
+}
+
 /* ==== data files ==== */
 
 static bool put_label(ms_sb *sb, const char *s)
@@ -449,13 +464,18 @@ void rp_plots_render(const rp_plots *ps, const char *dir, const char *program,
                      ms_report_outcome *out)
 {
     char *exe = find_program(program ? program : "gnuplot");
-    out->n_plots = (int)ps->n;
+    out->n_plots = 0;
+    for (size_t i = 0; i < ps->n; i++)
+        out->n_plots += rp_plot_has_data(ps->p[i]);
     if (!exe) {
-        out->gnuplot_missing = ps->n > 0;
+        out->gnuplot_missing = out->n_plots > 0;
         return;
     }
     for (size_t i = 0; i < ps->n; i++) {
         const rp_plot *p = ps->p[i];
+        /* gnuplot fails on a plot without a single point: nothing to show */
+        if (!rp_plot_has_data(p))
+            continue;
         ms_sb script = MS_SB_INIT;
         bool ok = script_text(p, true, &script) && run_gnuplot(exe, dir, &script);
         ms_sb_free(&script);

@@ -119,6 +119,8 @@ void rp_plot_set_row(rp_plot *p, size_t i, const char *label);
 void rp_plot_set_col(rp_plot *p, size_t j, const char *label);
 /* GROUPS plots: the names of groups 0..n-1 (copied). */
 void rp_plot_set_groups(rp_plot *p, const char *const *names, size_t n);
+/* Whether a plot has at least one value to draw. */
+bool rp_plot_has_data(const rp_plot *p);
 /* Remove the plot added last (it turned out to have no data). */
 void rp_plot_drop_last(rp_plots *ps);
 void rp_plots_free(rp_plots *ps);

@@ -145,7 +145,7 @@ static rp_plot *plot_layer_values(rp_ctx *c, rp_plot_kind kind, const char *name
 
 static void fig(rp_ctx *c, rp_plot *p, const char *caption)
 {
-    if (p)
+    if (p && rp_plot_has_data(p))
         rp_fig(c->doc, p->name, caption);
 }
 
