@@ -207,6 +207,28 @@ static const char *const palette[] = {
     "#56B4E9", "#F0E442", "#000000", "#999999", "#882255",
 };
 
+/* Stacked bars: gnuplot's autoscale overshoots to the next major tick;
+ * frame the tallest stack (positive parts above 0, negative below). */
+static bool stacked_range(const rp_plot *p, ms_sb *s)
+{
+    double top = 0, bottom = 0, k = p->y_percent ? 100.0 : 1.0;
+    for (size_t r = 0; r < p->nrow; r++) {
+        double up = 0, down = 0;
+        for (size_t c = 0; c < p->ncol; c++) {
+            double v = p->v[r * p->ncol + c];
+            if (isfinite(v))
+                *(v > 0 ? &up : &down) += v;
+        }
+        top = up > top ? up : top;
+        bottom = down < bottom ? down : bottom;
+    }
+    if (!(top > bottom))
+        return true;
+    double pad = (top - bottom) * 0.04;
+    return ms_sb_addf(s, "set yrange [%.6g:%.6g]\n", bottom < 0 ? (bottom - pad) * k : 0.0,
+                      (top + pad) * k);
+}
+
 static bool script_common(const rp_plot *p, ms_sb *s)
 {
     bool ok = ms_sb_add(s, "set datafile separator \"\\t\"\n"
@@ -231,8 +253,9 @@ static bool script_common(const rp_plot *p, ms_sb *s)
     /* a log axis only pays when the values span more than a decade */
     if (ok && p->y_log && lo > 0 && hi / lo > 10)
         ok = ms_sb_add(s, "set logscale y\n");
-    else if (ok && !p->has_yrange && lo >= 0 &&
-             (p->kind == RP_PLOT_BARS || p->kind == RP_PLOT_STACKED))
+    else if (ok && !p->has_yrange && p->kind == RP_PLOT_STACKED)
+        ok = stacked_range(p, s);
+    else if (ok && !p->has_yrange && lo >= 0 && p->kind == RP_PLOT_BARS)
         ok = ms_sb_add(s, "set yrange [0:*]\n");
     if (ok && p->ncol == 1 && p->kind != RP_PLOT_GROUPS)
         ok = ms_sb_add(s, "unset key\n");
