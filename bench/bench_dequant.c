@@ -4,14 +4,14 @@
  * For each type a large tensor of random blocks (scale fields kept finite)
  * is decoded in row chunks into one cache-resident float buffer, as the
  * streaming core uses ms_dequant. Beside it, in the same run, a plain
- * memory-read loop over the same bytes is timed. Both figures are the best
- * of several repetitions.
+ * memory-read loop over the same bytes is timed.
  *
  * usage: bench_dequant [--elems N] [--chunk N] [--reps R] [TYPE...]
  * Output: one line per type, tab-separated:
  *   type  Mel/s  decode_GB/s(in)  read_GB/s  ratio_to_read
- * (ratio_to_read = decode time of the bytes / read time of the same bytes;
- * 1.0 would mean decoding costs no more than reading.)
+ * (ratio_to_read = read time of the bytes / decode time of the same bytes;
+ * 1.0 would mean decoding costs no more than reading them.)
+ * Times are the thread's CPU time, best of --reps.
  */
 #include <stdint.h>
 #include <stdio.h>
