@@ -16,11 +16,6 @@
 
 #define CARD_MAX_MODELS 64
 
-/* Declared in sections.c. */
-const char *rp_recipe_text(const cJSON *root);
-bool rp_recipe_yaml(const cJSON *root, ms_sb *o);
-bool rp_type_mix(const cJSON *types, ms_sb *out, bool markdown);
-
 typedef struct card_in {
     const cJSON *recipe, *audit, *attr, *prov, *quant, *inspect, *compare;
 } card_in;
@@ -37,7 +32,7 @@ static void ml_add(model_list *ml, const char *s)
     if (!s || !*s || ml->n >= CARD_MAX_MODELS)
         return;
     for (size_t i = 0; i < ml->n; i++)
-        if (rp_same_model(ml->v[i], s)) {
+        if (ms_rp_same_model(ml->v[i], s)) {
             /* keep the shorter form: the NAME rather than where it was found */
             if (strlen(s) < strlen(ml->v[i]))
                 ml->v[i] = s;
@@ -50,31 +45,31 @@ static const char *model_ref(const cJSON *e)
 {
     if (cJSON_IsString(e))
         return e->valuestring;
-    const char *m = rp_str(e, "model");
-    return m ? m : rp_str(e, "name");
+    const char *m = ms_rp_str(e, "model");
+    return m ? m : ms_rp_str(e, "name");
 }
 
 static const char *base_of(const card_in *ci)
 {
-    const char *b = rp_str(ci->recipe, "base_model");
+    const char *b = ms_rp_str(ci->recipe, "base_model");
     if (!b)
-        b = rp_str(ci->audit, "base");
-    return b ? b : rp_str(ci->attr, "base");
+        b = ms_rp_str(ci->audit, "base");
+    return b ? b : ms_rp_str(ci->attr, "base");
 }
 
 static void collect_models(const card_in *ci, model_list *ml)
 {
     const cJSON *e, *l;
     ml_add(ml, base_of(ci));
-    cJSON_ArrayForEach(e, rp_arr(ci->recipe, "models"))
+    cJSON_ArrayForEach(e, ms_rp_arr(ci->recipe, "models"))
         ml_add(ml, model_ref(e));
-    cJSON_ArrayForEach(e, rp_arr(ci->audit, "donors"))
-        ml_add(ml, rp_str(e, "name"));
-    cJSON_ArrayForEach(e, rp_arr(ci->attr, "donors"))
-        ml_add(ml, rp_str(e, "name"));
-    cJSON_ArrayForEach(l, rp_arr(ci->prov, "layers"))
-        cJSON_ArrayForEach(e, rp_arr(l, "sources"))
-            ml_add(ml, rp_str(e, "model"));
+    cJSON_ArrayForEach(e, ms_rp_arr(ci->audit, "donors"))
+        ml_add(ml, ms_rp_str(e, "name"));
+    cJSON_ArrayForEach(e, ms_rp_arr(ci->attr, "donors"))
+        ml_add(ml, ms_rp_str(e, "name"));
+    cJSON_ArrayForEach(l, ms_rp_arr(ci->prov, "layers"))
+        cJSON_ArrayForEach(e, ms_rp_arr(l, "sources"))
+            ml_add(ml, ms_rp_str(e, "model"));
 }
 
 /* Looks like a Hugging Face repo id ("org/name"), as mergekit's card
@@ -103,7 +98,7 @@ static bool front_matter(const card_in *ci, const model_list *ml, bool merge, ms
     /* a quantization's base model is the checkpoint it was made from */
     model_list ref = {0};
     if (!merge) {
-        ml_add(&ref, rp_str(ci->quant, "reference"));
+        ml_add(&ref, ms_rp_str(ci->quant, "reference"));
         ml = &ref;
     }
     for (size_t i = 0; i < ml->n && ok; i++) {
@@ -132,157 +127,157 @@ static bool front_matter(const card_in *ci, const model_list *ml, bool merge, ms
 
 /* ==== sections ==== */
 
-static void todo(rp_doc *d, const char *what)
+static void todo(ms_rp_doc *d, const char *what)
 {
-    rp_note(d);
-    rp_span(d, RP_OURS, "TODO (author): ");
-    rp_span(d, RP_OURS, what);
+    ms_rp_note(d);
+    ms_rp_span(d, RP_OURS, "TODO (author): ");
+    ms_rp_span(d, RP_OURS, what);
 }
 
 static const cJSON *find_named(const cJSON *arr, const char *name)
 {
     const cJSON *e;
     cJSON_ArrayForEach(e, arr) {
-        const char *n = rp_str(e, "name");
-        if (rp_same_model(n, name))
+        const char *n = ms_rp_str(e, "name");
+        if (ms_rp_same_model(n, name))
             return e;
     }
     return NULL;
 }
 
-static void card_method(rp_doc *d, const card_in *ci)
+static void card_method(ms_rp_doc *d, const card_in *ci)
 {
-    const char *method = rp_str(ci->recipe, "merge_method");
+    const char *method = ms_rp_str(ci->recipe, "merge_method");
     if (!method)
-        method = rp_str(ci->audit, "method");
-    const char *base = base_of(ci), *words = rp_method_words(method);
-    rp_h(d, 2, "What this merge is");
-    rp_p(d);
+        method = ms_rp_str(ci->audit, "method");
+    const char *base = base_of(ci), *words = ms_rp_method_words(method);
+    ms_rp_h(d, 2, "What this merge is");
+    ms_rp_p(d);
     if (!method) {
-        rp_span(d, RP_OURS, "The results do not name the merge method.");
+        ms_rp_span(d, RP_OURS, "The results do not name the merge method.");
     } else {
-        rp_span(d, RP_OURS, "Merged with mergekit's ");
-        rp_span(d, RP_CODE, method);
-        rp_span(d, RP_OURS, " method");
+        ms_rp_span(d, RP_OURS, "Merged with mergekit's ");
+        ms_rp_span(d, RP_CODE, method);
+        ms_rp_span(d, RP_OURS, " method");
         if (words)
-            rp_spanf(d, " (%s): %s", rp_method_name(method), words);
-        rp_span(d, RP_OURS, ".");
+            ms_rp_spanf(d, " (%s): %s", ms_rp_method_name(method), words);
+        ms_rp_span(d, RP_OURS, ".");
     }
     if (base) {
-        rp_span(d, RP_OURS, " Base model: ");
-        rp_span(d, RP_CODE, base);
-        rp_span(d, RP_OURS, ".");
+        ms_rp_span(d, RP_OURS, " Base model: ");
+        ms_rp_span(d, RP_CODE, base);
+        ms_rp_span(d, RP_OURS, ".");
     }
 }
 
-static void card_models(rp_doc *d, const card_in *ci, const model_list *ml)
+static void card_models(ms_rp_doc *d, const card_in *ci, const model_list *ml)
 {
     static const char *const hdr[] = {"model", "role", "measured share (attribute)",
                                       "simulated share (audit)"};
     const char *base = base_of(ci);
     char b1[32], b2[32];
-    rp_h(d, 2, "Models merged");
-    rp_table(d, 4, hdr);
+    ms_rp_h(d, 2, "Models merged");
+    ms_rp_table(d, 4, hdr);
     for (size_t i = 0; i < ml->n; i++) {
-        bool is_base = rp_same_model(base, ml->v[i]);
-        const cJSON *a = find_named(rp_arr(ci->attr, "donors"), ml->v[i]);
-        const cJSON *s = find_named(rp_arr(ci->audit, "donors"), ml->v[i]);
-        rp_cell(d, RP_CODE, ml->v[i]);
-        rp_cell(d, RP_OURS, is_base ? "base" : "donor");
-        rp_cell(d, RP_OURS, a ? rp_pct(b1, sizeof(b1), a, "share") : "n/a");
-        rp_cell(d, RP_OURS, s ? rp_pct(b2, sizeof(b2), s, "share") : "n/a");
-        rp_row(d);
+        bool is_base = ms_rp_same_model(base, ml->v[i]);
+        const cJSON *a = find_named(ms_rp_arr(ci->attr, "donors"), ml->v[i]);
+        const cJSON *s = find_named(ms_rp_arr(ci->audit, "donors"), ml->v[i]);
+        ms_rp_cell(d, RP_CODE, ml->v[i]);
+        ms_rp_cell(d, RP_OURS, is_base ? "base" : "donor");
+        ms_rp_cell(d, RP_OURS, a ? ms_rp_pct(b1, sizeof(b1), a, "share") : "n/a");
+        ms_rp_cell(d, RP_OURS, s ? ms_rp_pct(b2, sizeof(b2), s, "share") : "n/a");
+        ms_rp_row(d);
     }
-    rp_p(d);
-    rp_span(d, RP_OURS, "A donor's share is its part of the merged delta (merged minus base): "
+    ms_rp_p(d);
+    ms_rp_span(d, RP_OURS, "A donor's share is its part of the merged delta (merged minus base): "
                         "the sum over tensors of (donor's contribution . merged delta) divided "
                         "by the sum of (merged delta . merged delta).");
     if (ci->attr) {
         double r;
-        if (rp_num(ci->attr, "residual_share", &r))
-            rp_spanf(d, " The measured shares leave a residual of %.1f%% that no donor "
+        if (ms_rp_num(ci->attr, "residual_share", &r))
+            ms_rp_spanf(d, " The measured shares leave a residual of %.1f%% that no donor "
                         "explains.", r * 100.0);
-        rp_span(d, RP_OURS, " Measured shares come from a least-squares fit of the finished "
+        ms_rp_span(d, RP_OURS, " Measured shares come from a least-squares fit of the finished "
                             "merge on the donors (mergescope attribute).");
     }
     if (ci->audit)
-        rp_span(d, RP_OURS, " Simulated shares come from replaying the recipe on the donors "
+        ms_rp_span(d, RP_OURS, " Simulated shares come from replaying the recipe on the donors "
                             "(mergescope audit).");
 }
 
-static void card_config(rp_doc *d, const card_in *ci)
+static void card_config(ms_rp_doc *d, const card_in *ci)
 {
-    const char *text = rp_recipe_text(ci->recipe);
-    rp_h(d, 2, "Configuration");
+    const char *text = ms_rp_recipe_text(ci->recipe);
+    ms_rp_h(d, 2, "Configuration");
     if (text) {
-        rp_p(d);
-        rp_span(d, RP_OURS, "The mergekit configuration:");
-        rp_code(d, "yaml", text);
+        ms_rp_p(d);
+        ms_rp_span(d, RP_OURS, "The mergekit configuration:");
+        ms_rp_code(d, "yaml", text);
         return;
     }
     ms_sb y = MS_SB_INIT;
-    if (ci->recipe && rp_recipe_yaml(ci->recipe, &y) && y.len) {
-        rp_p(d);
-        rp_span(d, RP_OURS, "Rebuilt from the resolved values of mergescope recipe explain "
+    if (ci->recipe && ms_rp_recipe_yaml(ci->recipe, &y) && y.len) {
+        ms_rp_p(d);
+        ms_rp_span(d, RP_OURS, "Rebuilt from the resolved values of mergescope recipe explain "
                             "(defaults written out), not the author's file:");
-        rp_code(d, "yaml", ms_sb_str(&y));
+        ms_rp_code(d, "yaml", ms_sb_str(&y));
         ms_sb_free(&y);
         return;
     }
     ms_sb_free(&y);
-    text = rp_str(ci->prov, "recipe");
+    text = ms_rp_str(ci->prov, "recipe");
     if (text) {
-        rp_p(d);
-        rp_span(d, RP_OURS, "Slice recipe recovered from the weights by mergescope provenance "
+        ms_rp_p(d);
+        ms_rp_span(d, RP_OURS, "Slice recipe recovered from the weights by mergescope provenance "
                             "(not the author's file):");
-        rp_code(d, "yaml", text);
+        ms_rp_code(d, "yaml", text);
         return;
     }
     todo(d, "paste the mergekit YAML configuration used to produce this model.");
 }
 
-static void card_audit(rp_doc *d, const card_in *ci)
+static void card_audit(ms_rp_doc *d, const card_in *ci)
 {
     static const char *const hdr[] = {"donor", "share", "rel. norm", "sparsity",
                                       "fingerprints"};
     static const char *const phdr[] = {"donor A", "donor B", "cosine", "sign conflict"};
     const cJSON *e, *f;
     char b[32];
-    rp_h(d, 2, "Donor audit");
-    rp_table(d, 5, hdr);
-    cJSON_ArrayForEach(e, rp_arr(ci->audit, "donors")) {
-        const char *n = rp_str(e, "name");
+    ms_rp_h(d, 2, "Donor audit");
+    ms_rp_table(d, 5, hdr);
+    cJSON_ArrayForEach(e, ms_rp_arr(ci->audit, "donors")) {
+        const char *n = ms_rp_str(e, "name");
         ms_sb fp = MS_SB_INIT;
-        if (cJSON_IsTrue(rp_get(e, "is_base")))
+        if (cJSON_IsTrue(ms_rp_get(e, "is_base")))
             continue;
-        rp_cell(d, RP_CODE, n ? n : "n/a");
-        rp_cell(d, RP_OURS, rp_pct(b, sizeof(b), e, "share"));
-        rp_cell(d, RP_OURS, rp_fmt(b, sizeof(b), e, "rel_norm", 4));
-        rp_cell(d, RP_OURS, rp_pct(b, sizeof(b), e, "sparsity"));
-        cJSON_ArrayForEach(f, rp_arr(e, "fingerprints")) {
-            const char *k = rp_str(f, "kind");
+        ms_rp_cell(d, RP_CODE, n ? n : "n/a");
+        ms_rp_cell(d, RP_OURS, ms_rp_pct(b, sizeof(b), e, "share"));
+        ms_rp_cell(d, RP_OURS, ms_rp_fmt(b, sizeof(b), e, "rel_norm", 4));
+        ms_rp_cell(d, RP_OURS, ms_rp_pct(b, sizeof(b), e, "sparsity"));
+        cJSON_ArrayForEach(f, ms_rp_arr(e, "fingerprints")) {
+            const char *k = ms_rp_str(f, "kind");
             if (k && fp.len < 300 && (!fp.len || ms_sb_add(&fp, ", ")))
                 ms_sb_add(&fp, k);
         }
-        rp_cell(d, RP_TEXT, fp.len ? ms_sb_str(&fp) : "none");
+        ms_rp_cell(d, RP_TEXT, fp.len ? ms_sb_str(&fp) : "none");
         ms_sb_free(&fp);
-        rp_row(d);
+        ms_rp_row(d);
     }
-    if (!cJSON_GetArraySize(rp_arr(ci->audit, "pairs")))
+    if (!cJSON_GetArraySize(ms_rp_arr(ci->audit, "pairs")))
         return;
-    rp_table(d, 4, phdr);
-    cJSON_ArrayForEach(e, rp_arr(ci->audit, "pairs")) {
-        const char *a = rp_str(e, "a"), *bb = rp_str(e, "b");
-        rp_cell(d, RP_CODE, a ? a : "n/a");
-        rp_cell(d, RP_CODE, bb ? bb : "n/a");
-        rp_cell(d, RP_OURS, rp_fmt(b, sizeof(b), e, "cosine", 4));
-        rp_cell(d, RP_OURS, rp_pct(b, sizeof(b), e, "sign_conflict"));
-        rp_row(d);
+    ms_rp_table(d, 4, phdr);
+    cJSON_ArrayForEach(e, ms_rp_arr(ci->audit, "pairs")) {
+        const char *a = ms_rp_str(e, "a"), *bb = ms_rp_str(e, "b");
+        ms_rp_cell(d, RP_CODE, a ? a : "n/a");
+        ms_rp_cell(d, RP_CODE, bb ? bb : "n/a");
+        ms_rp_cell(d, RP_OURS, ms_rp_fmt(b, sizeof(b), e, "cosine", 4));
+        ms_rp_cell(d, RP_OURS, ms_rp_pct(b, sizeof(b), e, "sign_conflict"));
+        ms_rp_row(d);
     }
 }
 
 /* Runs of layers where the same donor has the largest share. */
-static void findings_dominant(rp_doc *d, const cJSON *layers, const char *source)
+static void findings_dominant(ms_rp_doc *d, const cJSON *layers, const char *source)
 {
     const cJSON *l, *s;
     const char *run_name = NULL;
@@ -292,9 +287,9 @@ static void findings_dominant(rp_doc *d, const cJSON *layers, const char *source
         const char *best = NULL;
         double bv = -INFINITY, li = 0;
         if (l) {
-            if (!rp_num(l, "layer", &li))
+            if (!ms_rp_num(l, "layer", &li))
                 continue;
-            cJSON_ArrayForEach(s, rp_obj(l, "shares"))
+            cJSON_ArrayForEach(s, ms_rp_obj(l, "shares"))
                 if (cJSON_IsNumber(s) && isfinite(s->valuedouble) && s->valuedouble > bv) {
                     bv = s->valuedouble;
                     best = s->string;
@@ -304,13 +299,13 @@ static void findings_dominant(rp_doc *d, const cJSON *layers, const char *source
         }
         if (run_name && (!l || strcmp(best, run_name) || li != run_last + 1)) {
             if (runs++ < 12) {
-                rp_li(d);
+                ms_rp_li(d);
                 if (run_first == run_last)
-                    rp_spanf(d, "layer %.0f: ", run_first);
+                    ms_rp_spanf(d, "layer %.0f: ", run_first);
                 else
-                    rp_spanf(d, "layers %.0f to %.0f: ", run_first, run_last);
-                rp_span(d, RP_CODE, run_name);
-                rp_spanf(d, " has the largest %s share (mean %.1f%%)", source,
+                    ms_rp_spanf(d, "layers %.0f to %.0f: ", run_first, run_last);
+                ms_rp_span(d, RP_CODE, run_name);
+                ms_rp_spanf(d, " has the largest %s share (mean %.1f%%)", source,
                          run_sum / run_n * 100.0);
             }
             run_name = NULL;
@@ -328,26 +323,26 @@ static void findings_dominant(rp_doc *d, const cJSON *layers, const char *source
         run_n++;
     }
     if (runs > 12) {
-        rp_li(d);
-        rp_spanf(d, "... %d more runs; see the report", runs - 12);
+        ms_rp_li(d);
+        ms_rp_spanf(d, "... %d more runs; see the report", runs - 12);
     }
 }
 
-static void findings_compare(rp_doc *d, const cJSON *cmp)
+static void findings_compare(ms_rp_doc *d, const cJSON *cmp)
 {
     const cJSON *p, *l, *e;
     int shown = 0, total = 0;
-    cJSON_ArrayForEach(p, rp_arr(cmp, "pairs")) {
-        const char *a = rp_str(p, "a"), *b = rp_str(p, "b");
+    cJSON_ArrayForEach(p, ms_rp_arr(cmp, "pairs")) {
+        const char *a = ms_rp_str(p, "a"), *b = ms_rp_str(p, "b");
         double lo = INFINITY, hi = -INFINITY, llo = 0, lhi = 0, li, v;
         if (!a || !b || total++ >= 6)
             continue;
-        cJSON_ArrayForEach(l, rp_arr(cmp, "layers")) {
-            if (!rp_num(l, "layer", &li))
+        cJSON_ArrayForEach(l, ms_rp_arr(cmp, "layers")) {
+            if (!ms_rp_num(l, "layer", &li))
                 continue;
-            cJSON_ArrayForEach(e, rp_arr(l, "pairs")) {
-                const char *ea = rp_str(e, "a"), *eb = rp_str(e, "b");
-                if (!ea || !eb || strcmp(ea, a) || strcmp(eb, b) || !rp_num(e, "cosine", &v))
+            cJSON_ArrayForEach(e, ms_rp_arr(l, "pairs")) {
+                const char *ea = ms_rp_str(e, "a"), *eb = ms_rp_str(e, "b");
+                if (!ea || !eb || strcmp(ea, a) || strcmp(eb, b) || !ms_rp_num(e, "cosine", &v))
                     continue;
                 if (v < lo)
                     lo = v, llo = li;
@@ -358,53 +353,53 @@ static void findings_compare(rp_doc *d, const cJSON *cmp)
         if (!isfinite(lo))
             continue;
         shown++;
-        rp_li(d);
-        rp_span(d, RP_CODE, a);
-        rp_span(d, RP_OURS, " vs ");
-        rp_span(d, RP_CODE, b);
-        rp_spanf(d, ": cosine lowest at layer %.0f (%.6f), highest at layer %.0f (%.6f)", llo,
+        ms_rp_li(d);
+        ms_rp_span(d, RP_CODE, a);
+        ms_rp_span(d, RP_OURS, " vs ");
+        ms_rp_span(d, RP_CODE, b);
+        ms_rp_spanf(d, ": cosine lowest at layer %.0f (%.6f), highest at layer %.0f (%.6f)", llo,
                  lo, lhi, hi);
     }
     if (total > 6 && shown) {
-        rp_li(d);
-        rp_spanf(d, "... %d more pairs in the report", total - 6);
+        ms_rp_li(d);
+        ms_rp_spanf(d, "... %d more pairs in the report", total - 6);
     }
 }
 
-static void findings_provenance(rp_doc *d, const cJSON *prov)
+static void findings_provenance(ms_rp_doc *d, const cJSON *prov)
 {
     const cJSON *l;
     const char *rm = NULL;
     double m0 = 0, m1 = 0, s0 = 0, s1 = 0;
     int runs = 0;
-    for (l = rp_arr(prov, "layers") ? rp_arr(prov, "layers")->child : NULL;; l = l->next) {
+    for (l = ms_rp_arr(prov, "layers") ? ms_rp_arr(prov, "layers")->child : NULL;; l = l->next) {
         const cJSON *top = NULL, *s;
         double best = -INFINITY, ml = 0, sl = 0, w;
         if (l) {
-            cJSON_ArrayForEach(s, rp_arr(l, "sources")) {
-                double x = rp_num(s, "weight", &w) ? w : 0;
+            cJSON_ArrayForEach(s, ms_rp_arr(l, "sources")) {
+                double x = ms_rp_num(s, "weight", &w) ? w : 0;
                 if (!top || x > best) {
                     top = s;
                     best = x;
                 }
             }
-            if (!top || !rp_str(top, "model") || !rp_num(l, "layer", &ml) ||
-                !rp_num(top, "layer", &sl))
+            if (!top || !ms_rp_str(top, "model") || !ms_rp_num(l, "layer", &ml) ||
+                !ms_rp_num(top, "layer", &sl))
                 continue;
         }
-        const char *m = l ? rp_str(top, "model") : NULL;
+        const char *m = l ? ms_rp_str(top, "model") : NULL;
         if (rm && (!l || strcmp(m, rm) || ml != m1 + 1 || sl != s1 + 1)) {
             if (runs++ < 16) {
-                const char *merged = rp_str(prov, "merged");
-                rp_li(d);
+                const char *merged = ms_rp_str(prov, "merged");
+                ms_rp_li(d);
                 if (merged) {
-                    rp_span(d, RP_OURS, "in ");
-                    rp_span(d, RP_CODE, merged);
-                    rp_span(d, RP_OURS, ", ");
+                    ms_rp_span(d, RP_OURS, "in ");
+                    ms_rp_span(d, RP_CODE, merged);
+                    ms_rp_span(d, RP_OURS, ", ");
                 }
-                rp_spanf(d, "merged layers %.0f to %.0f come from ", m0, m1);
-                rp_span(d, RP_CODE, rm);
-                rp_spanf(d, " layers %.0f to %.0f", s0, s1);
+                ms_rp_spanf(d, "merged layers %.0f to %.0f come from ", m0, m1);
+                ms_rp_span(d, RP_CODE, rm);
+                ms_rp_spanf(d, " layers %.0f to %.0f", s0, s1);
             }
             rm = NULL;
         }
@@ -420,105 +415,105 @@ static void findings_provenance(rp_doc *d, const cJSON *prov)
     }
 }
 
-static void card_findings(rp_doc *d, const card_in *ci)
+static void card_findings(ms_rp_doc *d, const card_in *ci)
 {
     if (!ci->attr && !ci->audit && !ci->compare && !ci->prov)
         return;
-    rp_h(d, 2, "Layer-wise findings");
+    ms_rp_h(d, 2, "Layer-wise findings");
     if (ci->attr)
-        findings_dominant(d, rp_arr(ci->attr, "layers"), "measured");
+        findings_dominant(d, ms_rp_arr(ci->attr, "layers"), "measured");
     else if (ci->audit)
-        findings_dominant(d, rp_arr(ci->audit, "layers"), "simulated");
+        findings_dominant(d, ms_rp_arr(ci->audit, "layers"), "simulated");
     if (ci->prov)
         findings_provenance(d, ci->prov);
     if (ci->compare)
         findings_compare(d, ci->compare);
-    rp_p(d);
-    rp_span(d, RP_OURS, "Plots of all per-layer figures are in the mergescope report.");
+    ms_rp_p(d);
+    ms_rp_span(d, RP_OURS, "Plots of all per-layer figures are in the mergescope report.");
 }
 
-static void card_quant(rp_doc *d, const cJSON *q)
+static void card_quant(ms_rp_doc *d, const cJSON *q)
 {
     ms_sb mix = MS_SB_INIT;
     const cJSON *t, *worst = NULL, *wl = NULL;
     double v, wv = -INFINITY, wlv = -INFINITY;
-    rp_h(d, 2, "Quantization");
-    rp_li(d);
-    if (rp_num(q, "bits_per_weight", &v))
-        rp_spanf(d, "bits per weight: %.3f", v);
+    ms_rp_h(d, 2, "Quantization");
+    ms_rp_li(d);
+    if (ms_rp_num(q, "bits_per_weight", &v))
+        ms_rp_spanf(d, "bits per weight: %.3f", v);
     else
-        rp_span(d, RP_OURS, "bits per weight: n/a");
-    if (rp_type_mix(rp_arr(q, "types"), &mix, false) && mix.len) {
-        rp_li(d);
-        rp_span(d, RP_OURS, "type mix (share of weights): ");
-        rp_span(d, RP_TEXT, ms_sb_str(&mix));
+        ms_rp_span(d, RP_OURS, "bits per weight: n/a");
+    if (ms_rp_type_mix(ms_rp_arr(q, "types"), &mix, false) && mix.len) {
+        ms_rp_li(d);
+        ms_rp_span(d, RP_OURS, "type mix (share of weights): ");
+        ms_rp_span(d, RP_TEXT, ms_sb_str(&mix));
     }
     ms_sb_free(&mix);
-    const cJSON *ov = rp_obj(q, "overall");
-    if (rp_num(ov, "rel_rmse", &v)) {
-        rp_li(d);
-        rp_spanf(d, "overall relative RMSE against the reference: %.5f", v);
-        if (rp_num(ov, "snr_db", &v))
-            rp_spanf(d, " (SNR %.2f dB)", v);
+    const cJSON *ov = ms_rp_obj(q, "overall");
+    if (ms_rp_num(ov, "rel_rmse", &v)) {
+        ms_rp_li(d);
+        ms_rp_spanf(d, "overall relative RMSE against the reference: %.5f", v);
+        if (ms_rp_num(ov, "snr_db", &v))
+            ms_rp_spanf(d, " (SNR %.2f dB)", v);
     }
-    cJSON_ArrayForEach(t, rp_arr(q, "types")) {
-        const char *n = rp_str(t, "type");
-        if (!n || !rp_num(t, "rel_rmse", &v))
+    cJSON_ArrayForEach(t, ms_rp_arr(q, "types")) {
+        const char *n = ms_rp_str(t, "type");
+        if (!n || !ms_rp_num(t, "rel_rmse", &v))
             continue;
-        rp_li(d);
-        rp_span(d, RP_CODE, n);
-        rp_spanf(d, ": relative RMSE %.5f", v);
+        ms_rp_li(d);
+        ms_rp_span(d, RP_CODE, n);
+        ms_rp_spanf(d, ": relative RMSE %.5f", v);
     }
-    cJSON_ArrayForEach(t, rp_arr(q, "tensors"))
-        if (rp_num(t, "rel_rmse", &v) && v > wv && rp_str(t, "name"))
+    cJSON_ArrayForEach(t, ms_rp_arr(q, "tensors"))
+        if (ms_rp_num(t, "rel_rmse", &v) && v > wv && ms_rp_str(t, "name"))
             wv = v, worst = t;
-    cJSON_ArrayForEach(t, rp_arr(q, "layers")) {
+    cJSON_ArrayForEach(t, ms_rp_arr(q, "layers")) {
         double e, li;
-        if (rp_num(t, "rel_rmse", &e) && rp_num(t, "layer", &li) && e > wlv) {
+        if (ms_rp_num(t, "rel_rmse", &e) && ms_rp_num(t, "layer", &li) && e > wlv) {
             wlv = e;
             wl = t;
         }
     }
     if (worst) {
-        rp_li(d);
-        rp_span(d, RP_OURS, "largest tensor error: ");
-        rp_span(d, RP_CODE, rp_str(worst, "name"));
-        rp_spanf(d, " (relative RMSE %.5f)", wv);
+        ms_rp_li(d);
+        ms_rp_span(d, RP_OURS, "largest tensor error: ");
+        ms_rp_span(d, RP_CODE, ms_rp_str(worst, "name"));
+        ms_rp_spanf(d, " (relative RMSE %.5f)", wv);
     }
-    if (wl && rp_num(wl, "layer", &v)) {
-        rp_li(d);
-        rp_spanf(d, "largest layer error: layer %.0f (relative RMSE %.5f)", v, wlv);
+    if (wl && ms_rp_num(wl, "layer", &v)) {
+        ms_rp_li(d);
+        ms_rp_spanf(d, "largest layer error: layer %.0f (relative RMSE %.5f)", v, wlv);
     }
 }
 
-bool rp_card_build(const ms_report *r, ms_sb *out)
+bool ms_rp_card_build(const ms_report *r, ms_sb *out)
 {
     card_in ci = {0};
     model_list ml = {0};
-    const rp_input *in;
-    if ((in = rp_first(r, MS_RK_RECIPE))) ci.recipe = in->root;
-    if ((in = rp_first(r, MS_RK_AUDIT))) ci.audit = in->root;
-    if ((in = rp_first(r, MS_RK_ATTRIBUTE))) ci.attr = in->root;
-    if ((in = rp_first(r, MS_RK_PROVENANCE))) ci.prov = in->root;
-    if ((in = rp_first(r, MS_RK_QUANT))) ci.quant = in->root;
-    if ((in = rp_first(r, MS_RK_INSPECT))) ci.inspect = in->root;
-    if ((in = rp_first(r, MS_RK_COMPARE))) ci.compare = in->root;
+    const ms_rp_input *in;
+    if ((in = ms_rp_first(r, MS_RK_RECIPE))) ci.recipe = in->root;
+    if ((in = ms_rp_first(r, MS_RK_AUDIT))) ci.audit = in->root;
+    if ((in = ms_rp_first(r, MS_RK_ATTRIBUTE))) ci.attr = in->root;
+    if ((in = ms_rp_first(r, MS_RK_PROVENANCE))) ci.prov = in->root;
+    if ((in = ms_rp_first(r, MS_RK_QUANT))) ci.quant = in->root;
+    if ((in = ms_rp_first(r, MS_RK_INSPECT))) ci.inspect = in->root;
+    if ((in = ms_rp_first(r, MS_RK_COMPARE))) ci.compare = in->root;
     bool merge = ci.recipe || ci.audit || ci.attr || ci.prov;
     collect_models(&ci, &ml);
-    rp_doc *d = rp_doc_new();
+    ms_rp_doc *d = ms_rp_doc_new();
     if (!d)
         return false;
-    rp_h(d, 1, "TODO: model name");
-    rp_note(d);
-    rp_span(d, RP_OURS, "Draft written by mergescope report from measured results. Every "
+    ms_rp_h(d, 1, "TODO: model name");
+    ms_rp_note(d);
+    ms_rp_span(d, RP_OURS, "Draft written by mergescope report from measured results. Every "
                         "number below comes from the mergescope JSON results it was given; "
                         "the TODO places need the author.");
-    const char *merged = rp_str(ci.attr, "merged");
+    const char *merged = ms_rp_str(ci.attr, "merged");
     if (merged) {
-        rp_p(d);
-        rp_span(d, RP_OURS, "Checkpoint measured: ");
-        rp_span(d, RP_CODE, merged);
-        rp_span(d, RP_OURS, ".");
+        ms_rp_p(d);
+        ms_rp_span(d, RP_OURS, "Checkpoint measured: ");
+        ms_rp_span(d, RP_CODE, merged);
+        ms_rp_span(d, RP_OURS, ".");
     }
     if (merge) {
         card_method(d, &ci);
@@ -530,13 +525,13 @@ bool rp_card_build(const ms_report *r, ms_sb *out)
     card_findings(d, &ci);
     if (ci.quant)
         card_quant(d, ci.quant);
-    rp_h(d, 2, "Intended use");
+    ms_rp_h(d, 2, "Intended use");
     todo(d, "what this model is for, and what it is not for.");
-    rp_h(d, 2, "Evaluation");
+    ms_rp_h(d, 2, "Evaluation");
     todo(d, "benchmarks and how they were run; mergescope measures weights, not behaviour.");
-    rp_h(d, 2, "License");
+    ms_rp_h(d, 2, "License");
     todo(d, "the license, compatible with every merged model's license.");
-    bool ok = front_matter(&ci, &ml, merge, out) && rp_render_md(d, out);
-    rp_doc_free(d);
+    bool ok = front_matter(&ci, &ml, merge, out) && ms_rp_render_md(d, out);
+    ms_rp_doc_free(d);
     return ok;
 }

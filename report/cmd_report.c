@@ -22,8 +22,10 @@ int cmd_report(int argc, char **argv)
     ms_strlist pos = {0};
     int code;
     const ms_option opts[] = {
-        MS_OPT_STRING_('o', "output", &out_dir, "DIR", "write the report into DIR (created if missing)"),
-        MS_OPT_STRING_(0, "gnuplot", &gnuplot, "PROG", "gnuplot program to run (default: gnuplot on PATH)"),
+        MS_OPT_STRING_('o', "output", &out_dir, "DIR",
+                       "write the report into DIR (created if missing)"),
+        MS_OPT_STRING_(0, "gnuplot", &gnuplot, "PROG",
+                       "gnuplot program to run (default: gnuplot on PATH)"),
         MS_OPT_BOOL_('q', "quiet", &quiet, "print nothing but errors and warnings"),
         MS_OPT_END_,
     };
@@ -34,7 +36,8 @@ int cmd_report(int argc, char **argv)
     if (!out_dir || !pos.n) {
         free(pos.items);
         ms_usage(stderr, opts, usage);
-        return ms_die_usage(!out_dir ? "report needs -o DIR" : "report needs at least one RESULT.json");
+        return ms_die_usage(!out_dir ? "report needs -o DIR"
+                                     : "report needs at least one RESULT.json");
     }
     ms_error err;
     ms_error_clear(&err);

@@ -16,7 +16,7 @@
 typedef enum bk_kind { BK_H, BK_P, BK_LI, BK_NOTE, BK_TABLE, BK_CODE, BK_FIG } bk_kind;
 
 typedef struct span {
-    rp_style st;
+    ms_rp_style st;
     char *text;
 } span;
 
@@ -30,18 +30,18 @@ typedef struct block {
     size_t ncols;
 } block;
 
-struct rp_doc {
+struct ms_rp_doc {
     block *b;
     size_t n, cap;
     bool oom;
 };
 
-rp_doc *rp_doc_new(void)
+ms_rp_doc *ms_rp_doc_new(void)
 {
-    return calloc(1, sizeof(rp_doc));
+    return calloc(1, sizeof(ms_rp_doc));
 }
 
-void rp_doc_free(rp_doc *d)
+void ms_rp_doc_free(ms_rp_doc *d)
 {
     if (!d)
         return;
@@ -57,14 +57,14 @@ void rp_doc_free(rp_doc *d)
     free(d);
 }
 
-bool rp_doc_failed(const rp_doc *d)
+bool ms_rp_doc_failed(const ms_rp_doc *d)
 {
     return !d || d->oom;
 }
 
 /* ==== building ==== */
 
-static block *push_block(rp_doc *d, bk_kind kind)
+static block *push_block(ms_rp_doc *d, bk_kind kind)
 {
     if (d->oom)
         return NULL;
@@ -84,7 +84,7 @@ static block *push_block(rp_doc *d, bk_kind kind)
     return b;
 }
 
-static char *dup_or_oom(rp_doc *d, const char *s)
+static char *dup_or_oom(ms_rp_doc *d, const char *s)
 {
     char *p = ms_strdup(s ? s : "");
     if (!p)
@@ -93,7 +93,7 @@ static char *dup_or_oom(rp_doc *d, const char *s)
 }
 
 /* Append a span to the last block (a paragraph-like block or a table). */
-static void push_span(rp_doc *d, rp_style st, const char *text)
+static void push_span(ms_rp_doc *d, ms_rp_style st, const char *text)
 {
     if (d->oom || !d->n)
         return;
@@ -116,7 +116,7 @@ static void push_span(rp_doc *d, rp_style st, const char *text)
     b->nspans++;
 }
 
-void rp_h(rp_doc *d, int level, const char *text)
+void ms_rp_h(ms_rp_doc *d, int level, const char *text)
 {
     block *b = push_block(d, BK_H);
     if (b) {
@@ -125,23 +125,23 @@ void rp_h(rp_doc *d, int level, const char *text)
     }
 }
 
-void rp_p(rp_doc *d) { push_block(d, BK_P); }
-void rp_li(rp_doc *d) { push_block(d, BK_LI); }
-void rp_note(rp_doc *d) { push_block(d, BK_NOTE); }
+void ms_rp_p(ms_rp_doc *d) { push_block(d, BK_P); }
+void ms_rp_li(ms_rp_doc *d) { push_block(d, BK_LI); }
+void ms_rp_note(ms_rp_doc *d) { push_block(d, BK_NOTE); }
 
-void rp_span(rp_doc *d, rp_style st, const char *text)
+void ms_rp_span(ms_rp_doc *d, ms_rp_style st, const char *text)
 {
     push_span(d, st, text);
 }
 
-static void vspan(rp_doc *d, const char *fmt, va_list ap)
+static void vspan(ms_rp_doc *d, const char *fmt, va_list ap)
 {
     char buf[512];
     vsnprintf(buf, sizeof(buf), fmt, ap);
     push_span(d, RP_OURS, buf);
 }
 
-void rp_spanf(rp_doc *d, const char *fmt, ...)
+void ms_rp_spanf(ms_rp_doc *d, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -149,7 +149,7 @@ void rp_spanf(rp_doc *d, const char *fmt, ...)
     va_end(ap);
 }
 
-void rp_table(rp_doc *d, size_t ncols, const char *const *header)
+void ms_rp_table(ms_rp_doc *d, size_t ncols, const char *const *header)
 {
     block *b = push_block(d, BK_TABLE);
     if (!b)
@@ -159,8 +159,8 @@ void rp_table(rp_doc *d, size_t ncols, const char *const *header)
         push_span(d, RP_OURS, header[i]);
 }
 
-/* Rows are implicit (ncols cells each); rp_row pads a short row. */
-void rp_row(rp_doc *d)
+/* Rows are implicit (ncols cells each); ms_rp_row pads a short row. */
+void ms_rp_row(ms_rp_doc *d)
 {
     if (d->oom || !d->n || d->b[d->n - 1].kind != BK_TABLE)
         return;
@@ -169,12 +169,12 @@ void rp_row(rp_doc *d)
         push_span(d, RP_OURS, "");
 }
 
-void rp_cell(rp_doc *d, rp_style st, const char *text)
+void ms_rp_cell(ms_rp_doc *d, ms_rp_style st, const char *text)
 {
     push_span(d, st, text);
 }
 
-void rp_cellf(rp_doc *d, const char *fmt, ...)
+void ms_rp_cellf(ms_rp_doc *d, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -182,7 +182,7 @@ void rp_cellf(rp_doc *d, const char *fmt, ...)
     va_end(ap);
 }
 
-void rp_code(rp_doc *d, const char *lang, const char *text)
+void ms_rp_code(ms_rp_doc *d, const char *lang, const char *text)
 {
     block *b = push_block(d, BK_CODE);
     if (b) {
@@ -191,7 +191,7 @@ void rp_code(rp_doc *d, const char *lang, const char *text)
     }
 }
 
-void rp_fig(rp_doc *d, const char *name, const char *caption)
+void ms_rp_fig(ms_rp_doc *d, const char *name, const char *caption)
 {
     block *b = push_block(d, BK_FIG);
     if (b) {
@@ -293,7 +293,7 @@ static bool md_block(ms_sb *o, const block *b, const block *next)
     return false;
 }
 
-bool rp_render_md(const rp_doc *d, ms_sb *out)
+bool ms_rp_render_md(const ms_rp_doc *d, ms_sb *out)
 {
     bool ok = !d->oom;
     for (size_t i = 0; i < d->n && ok; i++)
@@ -437,7 +437,7 @@ static bool html_block(ms_sb *o, const block *b, const block *prev, const block 
 }
 
 /* The contents list: every level-2 heading. */
-static bool html_toc(ms_sb *o, const rp_doc *d)
+static bool html_toc(ms_sb *o, const ms_rp_doc *d)
 {
     bool ok = ms_sb_add(o, "<nav><ul>\n");
     for (size_t i = 0; i < d->n && ok; i++)
@@ -447,7 +447,7 @@ static bool html_toc(ms_sb *o, const rp_doc *d)
     return ok && ms_sb_add(o, "</ul></nav>\n");
 }
 
-bool rp_render_html(const rp_doc *d, const char *plots_dir, ms_sb *out)
+bool ms_rp_render_html(const ms_rp_doc *d, const char *plots_dir, ms_sb *out)
 {
     bool ok = !d->oom;
     for (size_t i = 0; i < d->n && ok; i++) {

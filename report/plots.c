@@ -33,7 +33,7 @@
 
 /* ==== the plot set ==== */
 
-static bool name_taken(const rp_plots *ps, const char *name)
+static bool name_taken(const ms_rp_plots *ps, const char *name)
 {
     for (size_t i = 0; i < ps->n; i++)
         if (!strcmp(ps->p[i]->name, name))
@@ -41,14 +41,14 @@ static bool name_taken(const rp_plots *ps, const char *name)
     return false;
 }
 
-rp_plot *rp_plot_add(rp_plots *ps, rp_plot_kind kind, const char *name, size_t nrow,
+ms_rp_plot *ms_rp_plot_add(ms_rp_plots *ps, ms_rp_plot_kind kind, const char *name, size_t nrow,
                      size_t ncol)
 {
     size_t cells;
     if (ps->oom || !ms_mul_size(nrow, ncol, &cells))
         return NULL;
-    rp_plot **np = ms_realloc_array(ps->p, ps->n + 1, sizeof(*np));
-    rp_plot *p = calloc(1, sizeof(*p));
+    ms_rp_plot **np = ms_realloc_array(ps->p, ps->n + 1, sizeof(*np));
+    ms_rp_plot *p = calloc(1, sizeof(*p));
     if (np)
         ps->p = np;
     if (p) {
@@ -84,19 +84,19 @@ static void set_label(char **slot, const char *label)
     *slot = ms_strdup(label ? label : "");
 }
 
-void rp_plot_set_row(rp_plot *p, size_t i, const char *label)
+void ms_rp_plot_set_row(ms_rp_plot *p, size_t i, const char *label)
 {
     if (i < p->nrow)
         set_label(&p->row_label[i], label);
 }
 
-void rp_plot_set_col(rp_plot *p, size_t j, const char *label)
+void ms_rp_plot_set_col(ms_rp_plot *p, size_t j, const char *label)
 {
     if (j < p->ncol)
         set_label(&p->col_label[j], label);
 }
 
-void rp_plot_set_groups(rp_plot *p, const char *const *names, size_t n)
+void ms_rp_plot_set_groups(ms_rp_plot *p, const char *const *names, size_t n)
 {
     p->group = ms_zalloc_array(n ? n : 1, sizeof(char *));
     if (!p->group)
@@ -106,7 +106,7 @@ void rp_plot_set_groups(rp_plot *p, const char *const *names, size_t n)
         set_label(&p->group[i], names[i]);
 }
 
-static void plot_free(rp_plot *p)
+static void plot_free(ms_rp_plot *p)
 {
     for (size_t r = 0; r < p->nrow; r++)
         free(p->row_label[r]);
@@ -121,13 +121,13 @@ static void plot_free(rp_plot *p)
     free(p);
 }
 
-void rp_plot_drop_last(rp_plots *ps)
+void ms_rp_plot_drop_last(ms_rp_plots *ps)
 {
     if (ps->n)
         plot_free(ps->p[--ps->n]);
 }
 
-void rp_plots_free(rp_plots *ps)
+void ms_rp_plots_free(ms_rp_plots *ps)
 {
     for (size_t i = 0; i < ps->n; i++)
         plot_free(ps->p[i]);
@@ -135,7 +135,7 @@ void rp_plots_free(rp_plots *ps)
     memset(ps, 0, sizeof(*ps));
 }
 
-bool rp_plot_has_data(const rp_plot *p)
+bool ms_rp_plot_has_data(const ms_rp_plot *p)
 {
     for (size_t r = 0; r < p->nrow; r++) {
         if (p->kind == RP_PLOT_GROUPS) {
@@ -167,7 +167,7 @@ static bool put_value(ms_sb *sb, double v, bool pct)
 }
 
 /* Header row then one row per category: label, values. */
-static bool table_data(const rp_plot *p, ms_sb *sb)
+static bool table_data(const ms_rp_plot *p, ms_sb *sb)
 {
     bool ok = ms_sb_add(sb, "x");
     for (size_t c = 0; c < p->ncol && ok; c++)
@@ -183,7 +183,7 @@ static bool table_data(const rp_plot *p, ms_sb *sb)
 }
 
 /* Groups: one file per group, NAME_gK.dat, header "x<TAB>group". */
-static bool group_data(const rp_plot *p, size_t g, ms_sb *sb)
+static bool group_data(const ms_rp_plot *p, size_t g, ms_sb *sb)
 {
     bool ok = ms_sb_add(sb, "x\t") && put_label(sb, p->group[g]) && ms_sb_addc(sb, '\n');
     size_t rows = 0;
@@ -209,7 +209,7 @@ static const char *const palette[] = {
 
 /* Stacked bars: gnuplot's autoscale overshoots to the next major tick;
  * frame the tallest stack (positive parts above 0, negative below). */
-static bool stacked_range(const rp_plot *p, ms_sb *s)
+static bool stacked_range(const ms_rp_plot *p, ms_sb *s)
 {
     double top = 0, bottom = 0, k = p->y_percent ? 100.0 : 1.0;
     for (size_t r = 0; r < p->nrow; r++) {
@@ -229,7 +229,7 @@ static bool stacked_range(const rp_plot *p, ms_sb *s)
                       (top + pad) * k);
 }
 
-static bool script_common(const rp_plot *p, ms_sb *s)
+static bool script_common(const ms_rp_plot *p, ms_sb *s)
 {
     bool ok = ms_sb_add(s, "set datafile separator \"\\t\"\n"
                            "set datafile missing \"?\"\n"
@@ -271,7 +271,7 @@ static unsigned tick_step(size_t n)
     return n <= 24 ? 1u : (unsigned)((n + 23) / 24);
 }
 
-static bool script_plot(const rp_plot *p, ms_sb *s)
+static bool script_plot(const ms_rp_plot *p, ms_sb *s)
 {
     unsigned step = tick_step(p->nrow);
     size_t last = p->ncol + 1;
@@ -320,7 +320,7 @@ static bool script_plot(const rp_plot *p, ms_sb *s)
 /* The script renders the same plot to NAME.png and NAME.svg; with part,
  * to NAME.png.part and NAME.svg.part, renamed into place once gnuplot
  * succeeded. */
-static bool script_text(const rp_plot *p, bool part, ms_sb *s)
+static bool script_text(const ms_rp_plot *p, bool part, ms_sb *s)
 {
     static const char *const term[2] = {
         "pngcairo size 1100,620 font \"sans,11\" noenhanced",
@@ -349,7 +349,7 @@ static ms_status write_text(const char *dir, const char *name, const char *ext,
     return st;
 }
 
-static ms_status write_plot(const rp_plot *p, const char *dir, ms_error *err)
+static ms_status write_plot(const ms_rp_plot *p, const char *dir, ms_error *err)
 {
     ms_sb sb = MS_SB_INIT;
     ms_status st = MS_OK;
@@ -380,7 +380,7 @@ static ms_status write_plot(const rp_plot *p, const char *dir, ms_error *err)
     return st;
 }
 
-ms_status rp_plots_write(const rp_plots *ps, const char *dir, ms_error *err)
+ms_status ms_rp_plots_write(const ms_rp_plots *ps, const char *dir, ms_error *err)
 {
     if (ps->oom)
         return ms_error_set(err, MS_ERR_NOMEM, dir, -1, "out of memory");
@@ -483,21 +483,21 @@ static bool promote(const char *dir, const char *name, const char *ext)
     return ok;
 }
 
-void rp_plots_render(const rp_plots *ps, const char *dir, const char *program,
+void ms_rp_plots_render(const ms_rp_plots *ps, const char *dir, const char *program,
                      ms_report_outcome *out)
 {
     char *exe = find_program(program ? program : "gnuplot");
     out->n_plots = 0;
     for (size_t i = 0; i < ps->n; i++)
-        out->n_plots += rp_plot_has_data(ps->p[i]);
+        out->n_plots += ms_rp_plot_has_data(ps->p[i]);
     if (!exe) {
         out->gnuplot_missing = out->n_plots > 0;
         return;
     }
     for (size_t i = 0; i < ps->n; i++) {
-        const rp_plot *p = ps->p[i];
+        const ms_rp_plot *p = ps->p[i];
         /* gnuplot fails on a plot without a single point: nothing to show */
-        if (!rp_plot_has_data(p))
+        if (!ms_rp_plot_has_data(p))
             continue;
         ms_sb script = MS_SB_INIT;
         bool ok = script_text(p, true, &script) && run_gnuplot(exe, dir, &script);

@@ -63,16 +63,16 @@ static void gather(const cJSON *layers, const char *model, const char *param, si
     memset(s, 0, sizeof(*s));
     s->constant = true;
     cJSON_ArrayForEach(l, layers) {
-        const char *m = rp_str(l, "model"), *f = rp_str(l, "filter");
+        const char *m = ms_rp_str(l, "model"), *f = ms_rp_str(l, "filter");
         double v, li;
-        if (!m || (model && strcmp(m, model)) || !rp_num(rp_obj(l, "params"), param, &v))
+        if (!m || (model && strcmp(m, model)) || !ms_rp_num(ms_rp_obj(l, "params"), param, &v))
             continue;
         if (s->seen && v != s->any)
             s->constant = false;
         if (!s->seen)
             s->any = v;
         s->seen = true;
-        if (!rp_num(l, "layer", &li) || li < 0 || li >= (double)nl || !f)
+        if (!ms_rp_num(l, "layer", &li) || li < 0 || li >= (double)nl || !f)
             continue;
         for (int k = 0; k < 3; k++)
             if (!strcmp(f, filters[k])) {
@@ -159,10 +159,10 @@ static void param_names(const cJSON *layers, const char *model, const char *meth
     const cJSON *l, *p;
     *n = 0;
     cJSON_ArrayForEach(l, layers) {
-        const char *m = rp_str(l, "model");
+        const char *m = ms_rp_str(l, "model");
         if (!m || (model && strcmp(m, model)))
             continue;
-        cJSON_ArrayForEach(p, rp_obj(l, "params")) {
+        cJSON_ArrayForEach(p, ms_rp_obj(l, "params")) {
             bool dup = false;
             if (!cJSON_IsNumber(p) || is_global(p->string, method) != global)
                 continue;
@@ -176,11 +176,11 @@ static void param_names(const cJSON *layers, const char *model, const char *meth
 
 static bool put_models(ms_sb *o, const cJSON *root, const char *method, size_t nl, seq *s)
 {
-    const cJSON *layers = rp_arr(root, "layers"), *m;
-    const char *base = rp_str(root, "base_model"), *names[MAX_P];
+    const cJSON *layers = ms_rp_arr(root, "layers"), *m;
+    const char *base = ms_rp_str(root, "base_model"), *names[MAX_P];
     size_t np;
     bool ok = ms_sb_add(o, "models:\n");
-    cJSON_ArrayForEach(m, rp_arr(root, "models")) {
+    cJSON_ArrayForEach(m, ms_rp_arr(root, "models")) {
         if (!cJSON_IsString(m) || !ok)
             continue;
         ok = ms_sb_add(o, "  - model: ") && ms_esc_yaml(o, m->valuestring) &&
@@ -205,8 +205,8 @@ static bool put_slices(ms_sb *o, const cJSON *slices)
     double last[2] = {-1, -1};
     bool ok = ms_sb_add(o, "slices:\n");
     cJSON_ArrayForEach(e, slices) {
-        const cJSON *ol = rp_arr(e, "out_layers"), *lr = rp_arr(e, "layer_range");
-        const char *m = rp_str(e, "model");
+        const cJSON *ol = ms_rp_arr(e, "out_layers"), *lr = ms_rp_arr(e, "layer_range");
+        const char *m = ms_rp_str(e, "model");
         if (cJSON_GetArraySize(ol) != 2 || cJSON_GetArraySize(lr) != 2 || !m ||
             !cJSON_IsNumber(ol->child) || !cJSON_IsNumber(ol->child->next) ||
             !cJSON_IsNumber(lr->child) || !cJSON_IsNumber(lr->child->next))
@@ -224,15 +224,14 @@ static bool put_slices(ms_sb *o, const cJSON *slices)
     return ok;
 }
 
-bool rp_recipe_yaml(const cJSON *root, ms_sb *o);
-bool rp_recipe_yaml(const cJSON *root, ms_sb *o)
+bool ms_rp_recipe_yaml(const cJSON *root, ms_sb *o)
 {
-    const char *method = rp_str(root, "merge_method"), *base = rp_str(root, "base_model");
+    const char *method = ms_rp_str(root, "merge_method"), *base = ms_rp_str(root, "base_model");
     const char *names[MAX_P];
     double nld;
     size_t np;
-    const cJSON *slices = rp_arr(root, "slices");
-    if (!method || !rp_num(root, "n_layers", &nld) || nld < 1 || nld > MAX_L)
+    const cJSON *slices = ms_rp_arr(root, "slices");
+    if (!method || !ms_rp_num(root, "n_layers", &nld) || nld < 1 || nld > MAX_L)
         return false;
     size_t nl = (size_t)nld;
     seq *s = calloc(1, sizeof(*s));
@@ -248,11 +247,11 @@ bool rp_recipe_yaml(const cJSON *root, ms_sb *o)
         ok = put_slices(&body, slices);
     else if (ok)
         ok = put_models(&body, root, method, nl, s);
-    param_names(rp_arr(root, "layers"), NULL, method, true, names, &np);
+    param_names(ms_rp_arr(root, "layers"), NULL, method, true, names, &np);
     if (ok && np)
         ok = ms_sb_add(&body, "parameters:\n");
     for (size_t i = 0; i < np && ok; i++) {
-        gather(rp_arr(root, "layers"), NULL, names[i], nl, s);
+        gather(ms_rp_arr(root, "layers"), NULL, names[i], nl, s);
         ok = put_param(&body, 2, names[i], s, nl);
     }
     if (ok)

@@ -26,52 +26,52 @@ const char *ms_report_kind_name(ms_report_kind kind)
 
 /* ==== JSON access ==== */
 
-const cJSON *rp_get(const cJSON *obj, const char *key)
+const cJSON *ms_rp_get(const cJSON *obj, const char *key)
 {
     return cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
 }
 
-const char *rp_str(const cJSON *obj, const char *key)
+const char *ms_rp_str(const cJSON *obj, const char *key)
 {
-    const cJSON *v = rp_get(obj, key);
+    const cJSON *v = ms_rp_get(obj, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-bool rp_num(const cJSON *obj, const char *key, double *v)
+bool ms_rp_num(const cJSON *obj, const char *key, double *v)
 {
-    const cJSON *n = rp_get(obj, key);
+    const cJSON *n = ms_rp_get(obj, key);
     if (!cJSON_IsNumber(n) || !isfinite(n->valuedouble))
         return false;
     *v = n->valuedouble;
     return true;
 }
 
-const cJSON *rp_arr(const cJSON *obj, const char *key)
+const cJSON *ms_rp_arr(const cJSON *obj, const char *key)
 {
-    const cJSON *v = rp_get(obj, key);
+    const cJSON *v = ms_rp_get(obj, key);
     return cJSON_IsArray(v) ? v : NULL;
 }
 
-const cJSON *rp_obj(const cJSON *obj, const char *key)
+const cJSON *ms_rp_obj(const cJSON *obj, const char *key)
 {
-    const cJSON *v = rp_get(obj, key);
+    const cJSON *v = ms_rp_get(obj, key);
     return cJSON_IsObject(v) ? v : NULL;
 }
 
-const char *rp_fmt(char *buf, size_t cap, const cJSON *obj, const char *key, int prec)
+const char *ms_rp_fmt(char *buf, size_t cap, const cJSON *obj, const char *key, int prec)
 {
     double v;
-    if (!rp_num(obj, key, &v))
+    if (!ms_rp_num(obj, key, &v))
         snprintf(buf, cap, "n/a");
     else
         snprintf(buf, cap, "%.*f", prec, v);
     return buf;
 }
 
-const char *rp_pct(char *buf, size_t cap, const cJSON *obj, const char *key)
+const char *ms_rp_pct(char *buf, size_t cap, const cJSON *obj, const char *key)
 {
     double v;
-    if (!rp_num(obj, key, &v))
+    if (!ms_rp_num(obj, key, &v))
         snprintf(buf, cap, "n/a");
     else
         snprintf(buf, cap, "%.1f%%", v * 100.0);
@@ -85,12 +85,12 @@ static bool path_tail(const char *path, const char *name)
     return a > b && path[a - b - 1] == '/' && !strcmp(path + a - b, name);
 }
 
-bool rp_same_model(const char *a, const char *b)
+bool ms_rp_same_model(const char *a, const char *b)
 {
     return a && b && (!strcmp(a, b) || path_tail(a, b) || path_tail(b, a));
 }
 
-const rp_input *rp_first(const ms_report *r, ms_report_kind kind)
+const ms_rp_input *ms_rp_first(const ms_report *r, ms_report_kind kind)
 {
     for (size_t i = 0; i < r->n; i++)
         if (r->in[i].kind == kind)
@@ -129,7 +129,7 @@ size_t ms_report_count(const ms_report *r, ms_report_kind kind)
 static ms_status schema_kind(const cJSON *root, const char *label, ms_report_kind *kind,
                              ms_error *err)
 {
-    const char *schema = rp_str(root, "schema");
+    const char *schema = ms_rp_str(root, "schema");
     if (!schema || !ms_str_startswith(schema, "mergescope."))
         return ms_error_set(err, MS_ERR_FORMAT, label, -1,
                             "not a mergescope result (no \"schema\": \"mergescope.<command>/1\")");
@@ -168,7 +168,7 @@ ms_status ms_report_add_text(ms_report *r, const char *label, const char *text, 
         cJSON_Delete(root);
         return st;
     }
-    rp_input *in = ms_realloc_array(r->in, r->n + 1, sizeof(*in));
+    ms_rp_input *in = ms_realloc_array(r->in, r->n + 1, sizeof(*in));
     char *lab = ms_strdup(label);
     if (!in || !lab) {
         if (in)
@@ -254,20 +254,20 @@ static const char html_head[] =
     "@media (max-width:600px){body{padding:0.6rem}table{font-size:0.82rem}}\n"
     "</style>\n</head>\n<body>\n";
 
-static void build_doc(const ms_report *r, rp_ctx *c)
+static void build_doc(const ms_report *r, ms_rp_ctx *c)
 {
     static const ms_report_kind order[] = {
         MS_RK_RECIPE, MS_RK_AUDIT, MS_RK_ATTRIBUTE, MS_RK_PROVENANCE,
         MS_RK_COMPARE, MS_RK_QUANT, MS_RK_INSPECT,
     };
-    static void (*const fn[MS_RK_COUNT])(rp_ctx *, const rp_input *) = {
-        [MS_RK_INSPECT] = rp_section_inspect, [MS_RK_RECIPE] = rp_section_recipe,
-        [MS_RK_AUDIT] = rp_section_audit, [MS_RK_COMPARE] = rp_section_compare,
-        [MS_RK_ATTRIBUTE] = rp_section_attribute, [MS_RK_PROVENANCE] = rp_section_provenance,
-        [MS_RK_QUANT] = rp_section_quant,
+    static void (*const fn[MS_RK_COUNT])(ms_rp_ctx *, const ms_rp_input *) = {
+        [MS_RK_INSPECT] = ms_rp_section_inspect, [MS_RK_RECIPE] = ms_rp_section_recipe,
+        [MS_RK_AUDIT] = ms_rp_section_audit, [MS_RK_COMPARE] = ms_rp_section_compare,
+        [MS_RK_ATTRIBUTE] = ms_rp_section_attribute, [MS_RK_PROVENANCE] = ms_rp_section_provenance,
+        [MS_RK_QUANT] = ms_rp_section_quant,
     };
-    rp_h(c->doc, 1, "mergescope report");
-    rp_section_overview(c);
+    ms_rp_h(c->doc, 1, "mergescope report");
+    ms_rp_section_overview(c);
     for (size_t k = 0; k < MS_ARRAY_SIZE(order); k++)
         for (size_t i = 0; i < r->n; i++)
             if (r->in[i].kind == order[k])
@@ -284,13 +284,13 @@ static ms_status write_out(const char *dir, const char *name, const ms_sb *sb, m
     return st;
 }
 
-static ms_status render_all(const rp_doc *doc, const ms_report *r, const char *dir,
+static ms_status render_all(const ms_rp_doc *doc, const ms_report *r, const char *dir,
                             const char *plots_dir, ms_error *err)
 {
     ms_sb md = MS_SB_INIT, html = MS_SB_INIT, card = MS_SB_INIT;
-    bool ok = rp_render_md(doc, &md) && ms_sb_add(&html, html_head) &&
-              rp_render_html(doc, plots_dir, &html) &&
-              ms_sb_add(&html, "</body>\n</html>\n") && rp_card_build(r, &card);
+    bool ok = ms_rp_render_md(doc, &md) && ms_sb_add(&html, html_head) &&
+              ms_rp_render_html(doc, plots_dir, &html) &&
+              ms_sb_add(&html, "</body>\n</html>\n") && ms_rp_card_build(r, &card);
     ms_status st = ok ? MS_OK : ms_error_set(err, MS_ERR_NOMEM, dir, -1, "out of memory");
     if (!st)
         st = write_out(dir, "report.md", &md, err);
@@ -307,8 +307,8 @@ static ms_status render_all(const rp_doc *doc, const ms_report *r, const char *d
 ms_status ms_report_write(const ms_report *r, const char *dir, const ms_report_opts *opts,
                           ms_report_outcome *out, ms_error *err)
 {
-    rp_plots plots = {0};
-    rp_ctx c = {r, rp_doc_new(), &plots};
+    ms_rp_plots plots = {0};
+    ms_rp_ctx c = {r, ms_rp_doc_new(), &plots};
     char *plots_dir = ms_path_join(dir, "plots");
     memset(out, 0, sizeof(*out));
     ms_status st = c.doc && plots_dir ? MS_OK
@@ -319,17 +319,17 @@ ms_status ms_report_write(const ms_report *r, const char *dir, const ms_report_o
         st = make_dirs(plots_dir, err);
     if (!st) {
         build_doc(r, &c);
-        if (rp_doc_failed(c.doc) || plots.oom)
+        if (ms_rp_doc_failed(c.doc) || plots.oom)
             st = ms_error_set(err, MS_ERR_NOMEM, dir, -1, "out of memory");
     }
     if (!st)
-        st = rp_plots_write(&plots, plots_dir, err);
+        st = ms_rp_plots_write(&plots, plots_dir, err);
     if (!st) {
-        rp_plots_render(&plots, plots_dir, opts ? opts->gnuplot : NULL, out);
+        ms_rp_plots_render(&plots, plots_dir, opts ? opts->gnuplot : NULL, out);
         st = render_all(c.doc, r, dir, plots_dir, err);
     }
-    rp_plots_free(&plots);
-    rp_doc_free(c.doc);
+    ms_rp_plots_free(&plots);
+    ms_rp_doc_free(c.doc);
     free(plots_dir);
     return st;
 }

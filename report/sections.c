@@ -3,7 +3,7 @@
  * JSON holds and the plots that show it. A field that is absent or of
  * the wrong type is skipped (shown "n/a" in a table); nothing is invented.
  * Every string from a result enters the document as RP_TEXT or RP_CODE
- * (escaped at render time); rp_spanf/rp_cellf format only our numbers.
+ * (escaped at render time); ms_rp_spanf/ms_rp_cellf format only our numbers.
  */
 #include <math.h>
 #include <stdio.h>
@@ -41,8 +41,8 @@ static void donor_names(names *ns, const cJSON *donors)
 {
     const cJSON *e;
     cJSON_ArrayForEach(e, donors)
-        if (!cJSON_IsTrue(rp_get(e, "is_base")))
-            names_add(ns, rp_str(e, "name"));
+        if (!cJSON_IsTrue(ms_rp_get(e, "is_base")))
+            names_add(ns, ms_rp_str(e, "name"));
 }
 
 /* The "name" of every element of arr (or the element itself if a string). */
@@ -50,33 +50,33 @@ static void names_from(names *ns, const cJSON *arr, const char *key)
 {
     const cJSON *e;
     cJSON_ArrayForEach(e, arr)
-        names_add(ns, cJSON_IsString(e) ? e->valuestring : rp_str(e, key));
+        names_add(ns, cJSON_IsString(e) ? e->valuestring : ms_rp_str(e, key));
 }
 
-static void cell_num(rp_doc *d, const cJSON *o, const char *key, int prec)
+static void cell_num(ms_rp_doc *d, const cJSON *o, const char *key, int prec)
 {
     char b[48];
-    rp_cell(d, RP_OURS, rp_fmt(b, sizeof(b), o, key, prec));
+    ms_rp_cell(d, RP_OURS, ms_rp_fmt(b, sizeof(b), o, key, prec));
 }
 
-static void cell_pct(rp_doc *d, const cJSON *o, const char *key)
+static void cell_pct(ms_rp_doc *d, const cJSON *o, const char *key)
 {
     char b[48];
-    rp_cell(d, RP_OURS, rp_pct(b, sizeof(b), o, key));
+    ms_rp_cell(d, RP_OURS, ms_rp_pct(b, sizeof(b), o, key));
 }
 
-static void source_line(rp_doc *d, const rp_input *in, const char *what)
+static void source_line(ms_rp_doc *d, const ms_rp_input *in, const char *what)
 {
-    rp_p(d);
-    rp_spanf(d, "%s, from ", what);
-    rp_span(d, RP_CODE, ms_path_basename(in->label));
-    rp_span(d, RP_OURS, ".");
+    ms_rp_p(d);
+    ms_rp_spanf(d, "%s, from ", what);
+    ms_rp_span(d, RP_CODE, ms_path_basename(in->label));
+    ms_rp_span(d, RP_OURS, ".");
 }
 
 /* A layer entry's index, when it has one. */
 static bool layer_index(const cJSON *l, double *v)
 {
-    return rp_num(l, "layer", v) && *v >= 0 && *v < 1e6;
+    return ms_rp_num(l, "layer", v) && *v >= 0 && *v < 1e6;
 }
 
 /*
@@ -85,13 +85,13 @@ static bool layer_index(const cJSON *l, double *v)
  */
 static bool layer_value(const cJSON *layer, const char *key, const char *donor, double *v)
 {
-    const cJSON *m = rp_obj(layer, key), *e;
+    const cJSON *m = ms_rp_obj(layer, key), *e;
     if (m)
-        return rp_num(m, donor, v);
-    cJSON_ArrayForEach(e, rp_arr(layer, "donors")) {
-        const char *n = rp_str(e, "name");
+        return ms_rp_num(m, donor, v);
+    cJSON_ArrayForEach(e, ms_rp_arr(layer, "donors")) {
+        const char *n = ms_rp_str(e, "name");
         if (n && !strcmp(n, donor))
-            return rp_num(e, key, v);
+            return ms_rp_num(e, key, v);
     }
     return false;
 }
@@ -101,7 +101,7 @@ static bool layer_value(const cJSON *layer, const char *key, const char *donor, 
  * number added as one more series (e.g. the residual). Nothing is added
  * when no value exists.
  */
-static rp_plot *plot_layer_values(rp_ctx *c, rp_plot_kind kind, const char *name,
+static ms_rp_plot *plot_layer_values(ms_rp_ctx *c, ms_rp_plot_kind kind, const char *name,
                                   const cJSON *layers, const char *key, const names *ns,
                                   const char *extra, const char *extra_label)
 {
@@ -114,17 +114,17 @@ static rp_plot *plot_layer_values(rp_ctx *c, rp_plot_kind kind, const char *name
         nrow++;
         for (size_t j = 0; j < ns->n; j++)
             found += layer_value(l, key, ns->v[j], &v);
-        found += extra && rp_num(l, extra, &v);
+        found += extra && ms_rp_num(l, extra, &v);
     }
     if (!found || !ncol)
         return NULL;
-    rp_plot *p = rp_plot_add(c->plots, kind, name, nrow, ncol);
+    ms_rp_plot *p = ms_rp_plot_add(c->plots, kind, name, nrow, ncol);
     if (!p)
         return NULL;
     for (size_t j = 0; j < ns->n; j++)
-        rp_plot_set_col(p, j, ns->v[j]);
+        ms_rp_plot_set_col(p, j, ns->v[j]);
     if (extra)
-        rp_plot_set_col(p, ns->n, extra_label);
+        ms_rp_plot_set_col(p, ns->n, extra_label);
     size_t r = 0;
     cJSON_ArrayForEach(l, layers) {
         double li;
@@ -132,21 +132,21 @@ static rp_plot *plot_layer_values(rp_ctx *c, rp_plot_kind kind, const char *name
         if (!layer_index(l, &li) || r >= nrow)
             continue;
         snprintf(lab, sizeof(lab), "%.0f", li);
-        rp_plot_set_row(p, r, lab);
+        ms_rp_plot_set_row(p, r, lab);
         for (size_t j = 0; j < ns->n; j++)
             if (layer_value(l, key, ns->v[j], &v))
                 p->v[r * ncol + j] = v;
-        if (extra && rp_num(l, extra, &v))
+        if (extra && ms_rp_num(l, extra, &v))
             p->v[r * ncol + ns->n] = v;
         r++;
     }
     return p;
 }
 
-static void fig(rp_ctx *c, rp_plot *p, const char *caption)
+static void fig(ms_rp_ctx *c, ms_rp_plot *p, const char *caption)
 {
-    if (p && rp_plot_has_data(p))
-        rp_fig(c->doc, p->name, caption);
+    if (p && ms_rp_plot_has_data(p))
+        ms_rp_fig(c->doc, p->name, caption);
 }
 
 /* ==== merge methods in plain words ==== */
@@ -207,55 +207,55 @@ static const method_info *method_find(const char *m)
     return NULL;
 }
 
-const char *rp_method_words(const char *m)
+const char *ms_rp_method_words(const char *m)
 {
     const method_info *mi = method_find(m);
     return mi ? mi->words : NULL;
 }
 
-const char *rp_method_name(const char *m)
+const char *ms_rp_method_name(const char *m)
 {
     const method_info *mi = method_find(m);
     return mi ? mi->name : NULL;
 }
 
-static void method_para(rp_doc *d, const char *method, const char *base)
+static void method_para(ms_rp_doc *d, const char *method, const char *base)
 {
-    const char *words = rp_method_words(method);
-    rp_p(d);
-    rp_span(d, RP_OURS, "Merge method: ");
-    rp_span(d, RP_CODE, method ? method : "unknown");
+    const char *words = ms_rp_method_words(method);
+    ms_rp_p(d);
+    ms_rp_span(d, RP_OURS, "Merge method: ");
+    ms_rp_span(d, RP_CODE, method ? method : "unknown");
     if (words) {
-        rp_spanf(d, " (%s): %s.", rp_method_name(method), words);
+        ms_rp_spanf(d, " (%s): %s.", ms_rp_method_name(method), words);
     } else {
-        rp_span(d, RP_OURS, ".");
+        ms_rp_span(d, RP_OURS, ".");
     }
     if (base) {
-        rp_span(d, RP_OURS, " Base model: ");
-        rp_span(d, RP_CODE, base);
-        rp_span(d, RP_OURS, ".");
+        ms_rp_span(d, RP_OURS, " Base model: ");
+        ms_rp_span(d, RP_CODE, base);
+        ms_rp_span(d, RP_OURS, ".");
     }
 }
 
 /* ==== overview ==== */
 
-void rp_section_overview(rp_ctx *c)
+void ms_rp_section_overview(ms_rp_ctx *c)
 {
-    rp_doc *d = c->doc;
-    rp_p(d);
-    rp_span(d, RP_OURS, "Written by mergescope report from the results below. Figures are "
+    ms_rp_doc *d = c->doc;
+    ms_rp_p(d);
+    ms_rp_span(d, RP_OURS, "Written by mergescope report from the results below. Figures are "
                         "the tools' measurements; a section is absent when its result was "
                         "not given.");
-    rp_h(d, 2, "Inputs");
+    ms_rp_h(d, 2, "Inputs");
     static const char *const hdr[] = {"result", "file", "tool version"};
-    rp_table(d, 3, hdr);
+    ms_rp_table(d, 3, hdr);
     for (size_t i = 0; i < c->r->n; i++) {
-        const rp_input *in = &c->r->in[i];
-        const char *ver = rp_str(in->root, "tool_version");
-        rp_cell(d, RP_OURS, ms_report_kind_name(in->kind));
-        rp_cell(d, RP_CODE, ms_path_basename(in->label));
-        rp_cell(d, RP_CODE, ver ? ver : "n/a");
-        rp_row(d);
+        const ms_rp_input *in = &c->r->in[i];
+        const char *ver = ms_rp_str(in->root, "tool_version");
+        ms_rp_cell(d, RP_OURS, ms_report_kind_name(in->kind));
+        ms_rp_cell(d, RP_CODE, ms_path_basename(in->label));
+        ms_rp_cell(d, RP_CODE, ver ? ver : "n/a");
+        ms_rp_row(d);
     }
 }
 
@@ -268,10 +268,10 @@ static bool param_range(const cJSON *layers, const char *model, const char *filt
     const cJSON *l;
     bool any = false;
     cJSON_ArrayForEach(l, layers) {
-        const char *m = rp_str(l, "model"), *f = rp_str(l, "filter");
+        const char *m = ms_rp_str(l, "model"), *f = ms_rp_str(l, "filter");
         double v;
         if (!m || strcmp(m, model) || (filter && (!f || strcmp(f, filter))) ||
-            !rp_num(rp_obj(l, "params"), param, &v))
+            !ms_rp_num(ms_rp_obj(l, "params"), param, &v))
             continue;
         if (!any || v < *lo)
             *lo = v;
@@ -282,7 +282,7 @@ static bool param_range(const cJSON *layers, const char *model, const char *filt
     return any;
 }
 
-static void recipe_params(rp_doc *d, const cJSON *layers)
+static void recipe_params(ms_rp_doc *d, const cJSON *layers)
 {
     static const char *const filters[] = {"self_attn", "mlp", "other"};
     static const char *const hdr[] = {"model", "parameter", "self_attn", "mlp", "other"};
@@ -290,71 +290,66 @@ static void recipe_params(rp_doc *d, const cJSON *layers)
     const cJSON *l, *p;
     names_from(&models, layers, "model");
     cJSON_ArrayForEach(l, layers)
-        cJSON_ArrayForEach(p, rp_obj(l, "params"))
+        cJSON_ArrayForEach(p, ms_rp_obj(l, "params"))
             if (cJSON_IsNumber(p))
                 names_add(&params, p->string);
     if (!models.n || !params.n)
         return;
-    rp_p(d);
-    rp_span(d, RP_OURS, "Resolved parameters per model and filter class, over all layers "
+    ms_rp_p(d);
+    ms_rp_span(d, RP_OURS, "Resolved parameters per model and filter class, over all layers "
                         "(a range means a gradient):");
-    rp_table(d, 5, hdr);
+    ms_rp_table(d, 5, hdr);
     for (size_t m = 0; m < models.n; m++)
         for (size_t k = 0; k < params.n; k++) {
             double lo = 0, hi = 0;
             if (!param_range(layers, models.v[m], NULL, params.v[k], &lo, &hi))
                 continue;
-            rp_cell(d, RP_CODE, models.v[m]);
-            rp_cell(d, RP_CODE, params.v[k]);
+            ms_rp_cell(d, RP_CODE, models.v[m]);
+            ms_rp_cell(d, RP_CODE, params.v[k]);
             for (size_t f = 0; f < 3; f++) {
                 if (!param_range(layers, models.v[m], filters[f], params.v[k], &lo, &hi))
-                    rp_cell(d, RP_OURS, "n/a");
+                    ms_rp_cell(d, RP_OURS, "n/a");
                 else if (lo == hi)
-                    rp_cellf(d, "%.4g", lo);
+                    ms_rp_cellf(d, "%.4g", lo);
                 else
-                    rp_cellf(d, "%.4g to %.4g", lo, hi);
+                    ms_rp_cellf(d, "%.4g to %.4g", lo, hi);
             }
-            rp_row(d);
+            ms_rp_row(d);
         }
 }
 
-static void recipe_slices(rp_doc *d, const cJSON *slices)
+/* "a to b-1" for a half-open [a, b) range, or "n/a". */
+static void range_cell(ms_rp_doc *d, const cJSON *r)
+{
+    if (cJSON_GetArraySize(r) == 2 && cJSON_IsNumber(r->child) &&
+        cJSON_IsNumber(r->child->next))
+        ms_rp_cellf(d, "%.0f to %.0f", r->child->valuedouble, r->child->next->valuedouble - 1);
+    else
+        ms_rp_cell(d, RP_OURS, "n/a");
+}
+
+static void recipe_slices(ms_rp_doc *d, const cJSON *slices)
 {
     static const char *const hdr[] = {"output layers", "model", "source layers"};
     const cJSON *s;
     if (!cJSON_GetArraySize(slices))
         return;
-    rp_table(d, 3, hdr);
+    ms_rp_table(d, 3, hdr);
     cJSON_ArrayForEach(s, slices) {
-        const cJSON *o = rp_arr(s, "out_layers"), *r = rp_arr(s, "layer_range");
-        const char *m = rp_str(s, "model");
-        double a, b;
-        if (cJSON_GetArraySize(o) == 2 && cJSON_IsNumber(o->child) && cJSON_IsNumber(o->child->next)) {
-            a = o->child->valuedouble, b = o->child->next->valuedouble;
-            rp_cellf(d, "%.0f to %.0f", a, b - 1);
-        } else {
-            rp_cell(d, RP_OURS, "n/a");
-        }
-        rp_cell(d, RP_CODE, m ? m : "n/a");
-        if (cJSON_GetArraySize(r) == 2 && cJSON_IsNumber(r->child) && cJSON_IsNumber(r->child->next)) {
-            a = r->child->valuedouble, b = r->child->next->valuedouble;
-            rp_cellf(d, "%.0f to %.0f", a, b - 1);
-        } else {
-            rp_cell(d, RP_OURS, "n/a");
-        }
-        rp_row(d);
+        const char *m = ms_rp_str(s, "model");
+        range_cell(d, ms_rp_arr(s, "out_layers"));
+        ms_rp_cell(d, RP_CODE, m ? m : "n/a");
+        range_cell(d, ms_rp_arr(s, "layer_range"));
+        ms_rp_row(d);
     }
 }
 
-bool rp_recipe_yaml(const cJSON *root, ms_sb *o);
-
 /* The recipe's own text, when the result carries it. */
-const char *rp_recipe_text(const cJSON *root);
-const char *rp_recipe_text(const cJSON *root)
+const char *ms_rp_recipe_text(const cJSON *root)
 {
     static const char *const keys[] = {"recipe_text", "yaml", "text", "source", "recipe"};
     for (size_t i = 0; i < MS_ARRAY_SIZE(keys); i++) {
-        const char *s = rp_str(root, keys[i]);
+        const char *s = ms_rp_str(root, keys[i]);
         /* "recipe" may also be the file's path: text has lines */
         if (s && strchr(s, '\n'))
             return s;
@@ -362,66 +357,66 @@ const char *rp_recipe_text(const cJSON *root)
     return NULL;
 }
 
-void rp_section_recipe(rp_ctx *c, const rp_input *in)
+void ms_rp_section_recipe(ms_rp_ctx *c, const ms_rp_input *in)
 {
-    rp_doc *d = c->doc;
+    ms_rp_doc *d = c->doc;
     const cJSON *root = in->root;
     names models = {0};
-    rp_h(d, 2, "Recipe");
+    ms_rp_h(d, 2, "Recipe");
     source_line(d, in, "The recipe as mergescope recipe explain resolved it");
-    method_para(d, rp_str(root, "merge_method"), rp_str(root, "base_model"));
-    names_from(&models, rp_arr(root, "models"), "model");
+    method_para(d, ms_rp_str(root, "merge_method"), ms_rp_str(root, "base_model"));
+    names_from(&models, ms_rp_arr(root, "models"), "model");
     for (size_t i = 0; i < models.n; i++) {
-        rp_li(d);
-        rp_span(d, RP_CODE, models.v[i]);
+        ms_rp_li(d);
+        ms_rp_span(d, RP_CODE, models.v[i]);
     }
-    recipe_params(d, rp_arr(root, "layers"));
-    recipe_slices(d, rp_arr(root, "slices"));
-    const char *text = rp_recipe_text(root);
+    recipe_params(d, ms_rp_arr(root, "layers"));
+    recipe_slices(d, ms_rp_arr(root, "slices"));
+    const char *text = ms_rp_recipe_text(root);
     ms_sb y = MS_SB_INIT;
     if (text) {
-        rp_code(d, "yaml", text);
-    } else if (rp_recipe_yaml(root, &y) && y.len) {
-        rp_p(d);
-        rp_span(d, RP_OURS, "The same recipe rebuilt from these resolved values (defaults "
+        ms_rp_code(d, "yaml", text);
+    } else if (ms_rp_recipe_yaml(root, &y) && y.len) {
+        ms_rp_p(d);
+        ms_rp_span(d, RP_OURS, "The same recipe rebuilt from these resolved values (defaults "
                             "written out):");
-        rp_code(d, "yaml", ms_sb_str(&y));
+        ms_rp_code(d, "yaml", ms_sb_str(&y));
     }
     ms_sb_free(&y);
 }
 
 /* ==== audit ==== */
 
-static void fingerprint_kinds(rp_doc *d, const cJSON *donor)
+static void fingerprint_kinds(ms_rp_doc *d, const cJSON *donor)
 {
     ms_sb sb = MS_SB_INIT;
     const cJSON *f;
-    cJSON_ArrayForEach(f, rp_arr(donor, "fingerprints")) {
-        const char *k = rp_str(f, "kind");
+    cJSON_ArrayForEach(f, ms_rp_arr(donor, "fingerprints")) {
+        const char *k = ms_rp_str(f, "kind");
         if (k && sb.len < 400 && (sb.len ? ms_sb_add(&sb, ", ") : true))
             ms_sb_add(&sb, k);
     }
-    rp_cell(d, RP_TEXT, sb.len ? ms_sb_str(&sb) : "none");
+    ms_rp_cell(d, RP_TEXT, sb.len ? ms_sb_str(&sb) : "none");
     ms_sb_free(&sb);
 }
 
-static void audit_donors(rp_doc *d, const cJSON *donors)
+static void audit_donors(ms_rp_doc *d, const cJSON *donors)
 {
     static const char *const hdr[] = {"donor", "share", "self_attn", "mlp", "other",
                                       "rel. norm", "cos. to base", "sparsity",
                                       "fingerprints"};
     const cJSON *e;
-    rp_table(d, 9, hdr);
+    ms_rp_table(d, 9, hdr);
     cJSON_ArrayForEach(e, donors) {
-        const cJSON *bf = rp_obj(e, "share_by_filter"), *iv = rp_arr(e, "share_interval");
-        const char *n = rp_str(e, "name");
-        if (cJSON_IsTrue(rp_get(e, "is_base")))
+        const cJSON *bf = ms_rp_obj(e, "share_by_filter"), *iv = ms_rp_arr(e, "share_interval");
+        const char *n = ms_rp_str(e, "name");
+        if (cJSON_IsTrue(ms_rp_get(e, "is_base")))
             continue;
-        rp_cell(d, RP_CODE, n ? n : "n/a");
+        ms_rp_cell(d, RP_CODE, n ? n : "n/a");
         double s;
-        if (rp_num(e, "share", &s) && cJSON_GetArraySize(iv) == 2 &&
+        if (ms_rp_num(e, "share", &s) && cJSON_GetArraySize(iv) == 2 &&
             cJSON_IsNumber(iv->child) && cJSON_IsNumber(iv->child->next))
-            rp_cellf(d, "%.1f%% (%.1f to %.1f%%)", s * 100, iv->child->valuedouble * 100,
+            ms_rp_cellf(d, "%.1f%% (%.1f to %.1f%%)", s * 100, iv->child->valuedouble * 100,
                      iv->child->next->valuedouble * 100);
         else
             cell_pct(d, e, "share");
@@ -432,66 +427,67 @@ static void audit_donors(rp_doc *d, const cJSON *donors)
         cell_num(d, e, "cos_to_base", 4);
         cell_pct(d, e, "sparsity");
         fingerprint_kinds(d, e);
-        rp_row(d);
+        ms_rp_row(d);
     }
-    rp_p(d);
-    rp_span(d, RP_OURS, "Share: the donor's part of the merged delta, sum over tensors of "
-                        "(contribution . merged delta) / sum of (merged delta . merged delta); rel. norm: "
+    ms_rp_p(d);
+    ms_rp_span(d, RP_OURS, "Share: the donor's part of the merged delta, sum over tensors of "
+                        "(contribution . merged delta) / sum of (merged delta . merged "
+                        "delta); rel. norm: "
                         "|donor - base| / |base|; cos. to base: cosine of the donor's weights to "
                         "the base's; sparsity: fraction of the task vector that is exactly "
                         "zero.");
 }
 
-static void audit_fingerprints(rp_doc *d, const cJSON *donors)
+static void audit_fingerprints(ms_rp_doc *d, const cJSON *donors)
 {
     const cJSON *e, *f;
     bool head = false;
     cJSON_ArrayForEach(e, donors) {
-        cJSON_ArrayForEach(f, rp_arr(e, "fingerprints")) {
-            const char *k = rp_str(f, "kind"), *n = rp_str(e, "name");
-            const cJSON *ev = rp_get(f, "evidence");
+        cJSON_ArrayForEach(f, ms_rp_arr(e, "fingerprints")) {
+            const char *k = ms_rp_str(f, "kind"), *n = ms_rp_str(e, "name");
+            const cJSON *ev = ms_rp_get(f, "evidence");
             if (!head) {
-                rp_h(d, 3, "Fingerprints");
+                ms_rp_h(d, 3, "Fingerprints");
                 head = true;
             }
-            rp_li(d);
-            rp_span(d, RP_CODE, n ? n : "?");
-            rp_span(d, RP_OURS, ": ");
-            rp_span(d, RP_BOLD, k ? k : "?");
-            rp_spanf(d, " (%d tensors)", cJSON_GetArraySize(rp_arr(f, "tensors")));
+            ms_rp_li(d);
+            ms_rp_span(d, RP_CODE, n ? n : "?");
+            ms_rp_span(d, RP_OURS, ": ");
+            ms_rp_span(d, RP_BOLD, k ? k : "?");
+            ms_rp_spanf(d, " (%d tensors)", cJSON_GetArraySize(ms_rp_arr(f, "tensors")));
             if (cJSON_IsString(ev)) {
-                rp_span(d, RP_OURS, ": ");
-                rp_span(d, RP_TEXT, ev->valuestring);
+                ms_rp_span(d, RP_OURS, ": ");
+                ms_rp_span(d, RP_TEXT, ev->valuestring);
             } else if (cJSON_IsNumber(ev)) {
-                rp_spanf(d, ": %.6g", ev->valuedouble);
+                ms_rp_spanf(d, ": %.6g", ev->valuedouble);
             }
         }
     }
 }
 
-static void audit_pairs(rp_ctx *c, const cJSON *pairs, const names *donors)
+static void audit_pairs(ms_rp_ctx *c, const cJSON *pairs, const names *donors)
 {
     static const char *const hdr[] = {"donor A", "donor B", "cosine", "sign conflict"};
-    rp_doc *d = c->doc;
+    ms_rp_doc *d = c->doc;
     const cJSON *e;
     if (!cJSON_GetArraySize(pairs))
         return;
-    rp_h(d, 3, "Donor pairs");
-    rp_table(d, 4, hdr);
+    ms_rp_h(d, 3, "Donor pairs");
+    ms_rp_table(d, 4, hdr);
     cJSON_ArrayForEach(e, pairs) {
-        const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
-        rp_cell(d, RP_CODE, a ? a : "n/a");
-        rp_cell(d, RP_CODE, b ? b : "n/a");
+        const char *a = ms_rp_str(e, "a"), *b = ms_rp_str(e, "b");
+        ms_rp_cell(d, RP_CODE, a ? a : "n/a");
+        ms_rp_cell(d, RP_CODE, b ? b : "n/a");
         cell_num(d, e, "cosine", 4);
         cell_pct(d, e, "sign_conflict");
-        rp_row(d);
+        ms_rp_row(d);
     }
-    rp_p(d);
-    rp_span(d, RP_OURS, "Cosine between the two task vectors; sign conflict: the fraction of "
+    ms_rp_p(d);
+    ms_rp_span(d, RP_OURS, "Cosine between the two task vectors; sign conflict: the fraction of "
                         "weights where both deltas are non-zero and of opposite sign.");
     if (donors->n < 2)
         return;
-    rp_plot *p = rp_plot_add(c->plots, RP_PLOT_HEATMAP, "audit_pair_cosine", donors->n,
+    ms_rp_plot *p = ms_rp_plot_add(c->plots, RP_PLOT_HEATMAP, "audit_pair_cosine", donors->n,
                              donors->n);
     if (!p)
         return;
@@ -499,47 +495,47 @@ static void audit_pairs(rp_ctx *c, const cJSON *pairs, const names *donors)
     p->xlabel = "donor";
     p->ylabel = "donor";
     for (size_t i = 0; i < donors->n; i++) {
-        rp_plot_set_row(p, i, donors->v[i]);
-        rp_plot_set_col(p, i, donors->v[i]);
+        ms_rp_plot_set_row(p, i, donors->v[i]);
+        ms_rp_plot_set_col(p, i, donors->v[i]);
         p->v[i * donors->n + i] = 1.0;
     }
     cJSON_ArrayForEach(e, pairs) {
-        size_t i = names_find(donors, rp_str(e, "a")), j = names_find(donors, rp_str(e, "b"));
+        size_t i = names_find(donors, ms_rp_str(e, "a")), j = names_find(donors, ms_rp_str(e, "b"));
         double v;
-        if (i != (size_t)-1 && j != (size_t)-1 && rp_num(e, "cosine", &v))
+        if (i != (size_t)-1 && j != (size_t)-1 && ms_rp_num(e, "cosine", &v))
             p->v[i * donors->n + j] = p->v[j * donors->n + i] = v;
     }
     fig(c, p, "Cosine similarity of the donors' task vectors (1 on the diagonal)");
 }
 
 /* Without per-layer figures: the whole-model rate of each pair. */
-static void conflict_bars(rp_ctx *c, const cJSON *pairs, const names *series)
+static void conflict_bars(ms_rp_ctx *c, const cJSON *pairs, const names *series)
 {
     const cJSON *e;
     size_t r = 0;
     bool ties = false;
     double v;
     cJSON_ArrayForEach(e, pairs)
-        ties = ties || rp_num(e, "ties_conflict", &v);
+        ties = ties || ms_rp_num(e, "ties_conflict", &v);
     if (!series->n)
         return;
-    rp_plot *p = rp_plot_add(c->plots, RP_PLOT_BARS, "audit_sign_conflict", series->n,
+    ms_rp_plot *p = ms_rp_plot_add(c->plots, RP_PLOT_BARS, "audit_sign_conflict", series->n,
                              ties ? 2 : 1);
     if (!p)
         return;
     cJSON_ArrayForEach(e, pairs) {
         if (r >= series->n)
             break;
-        rp_plot_set_row(p, r, series->v[r]);
-        if (rp_num(e, "sign_conflict", &v))
+        ms_rp_plot_set_row(p, r, series->v[r]);
+        if (ms_rp_num(e, "sign_conflict", &v))
             p->v[r * p->ncol] = v;
-        if (ties && rp_num(e, "ties_conflict", &v))
+        if (ties && ms_rp_num(e, "ties_conflict", &v))
             p->v[r * p->ncol + 1] = v;
         r++;
     }
-    rp_plot_set_col(p, 0, "sign_conflict");
+    ms_rp_plot_set_col(p, 0, "sign_conflict");
     if (ties)
-        rp_plot_set_col(p, 1, "ties_conflict");
+        ms_rp_plot_set_col(p, 1, "ties_conflict");
     snprintf(p->title, sizeof(p->title), "Sign conflict between donors (whole model)");
     p->xlabel = "donor pair";
     p->ylabel = "sign conflict (% of weights)";
@@ -549,7 +545,7 @@ static void conflict_bars(rp_ctx *c, const cJSON *pairs, const names *series)
 }
 
 /* Per-layer sign conflict: a number per layer, or layer.pairs[]. */
-static void audit_conflict_plot(rp_ctx *c, const cJSON *layers, const cJSON *pairs)
+static void audit_conflict_plot(ms_rp_ctx *c, const cJSON *layers, const cJSON *pairs)
 {
     names series = {0};
     char labels[MAX_NAMES][96];
@@ -562,14 +558,14 @@ static void audit_conflict_plot(rp_ctx *c, const cJSON *layers, const cJSON *pai
         if (!layer_index(l, &v) || nrow >= MAX_ROWS)
             continue;
         nrow++;
-        pooled = pooled || rp_num(l, "sign_conflict", &v);
-        cJSON_ArrayForEach(e, rp_arr(l, "pairs"))
-            found += rp_num(e, "sign_conflict", &v);
+        pooled = pooled || ms_rp_num(l, "sign_conflict", &v);
+        cJSON_ArrayForEach(e, ms_rp_arr(l, "pairs"))
+            found += ms_rp_num(e, "sign_conflict", &v);
     }
     cJSON_ArrayForEach(e, pairs) {
         if (series.n >= MAX_NAMES)
             break;
-        const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
+        const char *a = ms_rp_str(e, "a"), *b = ms_rp_str(e, "b");
         snprintf(labels[series.n], sizeof(labels[0]), "%.40s-vs-%.40s", a ? a : "?", b ? b : "?");
         series.v[series.n] = labels[series.n];
         series.n++;
@@ -582,7 +578,7 @@ static void audit_conflict_plot(rp_ctx *c, const cJSON *layers, const cJSON *pai
     if (!nrow || !ncol)
         return;
     /* per-pair values: layer.pairs[] matched by (a, b) */
-    rp_plot *p = rp_plot_add(c->plots, RP_PLOT_LINES, "audit_sign_conflict", nrow, ncol);
+    ms_rp_plot *p = ms_rp_plot_add(c->plots, RP_PLOT_LINES, "audit_sign_conflict", nrow, ncol);
     if (!p)
         return;
     size_t r = 0;
@@ -592,24 +588,24 @@ static void audit_conflict_plot(rp_ctx *c, const cJSON *layers, const cJSON *pai
             continue;
         char lab[32];
         snprintf(lab, sizeof(lab), "%.0f", li);
-        rp_plot_set_row(p, r, lab);
-        if (pooled && rp_num(l, "sign_conflict", &v))
+        ms_rp_plot_set_row(p, r, lab);
+        if (pooled && ms_rp_num(l, "sign_conflict", &v))
             p->v[r] = v;
-        const cJSON *lp = pooled ? NULL : rp_arr(l, "pairs");
+        const cJSON *lp = pooled ? NULL : ms_rp_arr(l, "pairs");
         cJSON_ArrayForEach(e, lp) {
             char key[96];
-            const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
+            const char *a = ms_rp_str(e, "a"), *b = ms_rp_str(e, "b");
             snprintf(key, sizeof(key), "%.40s-vs-%.40s", a ? a : "?", b ? b : "?");
             size_t j = names_find(&series, key);
-            if (j != (size_t)-1 && rp_num(e, "sign_conflict", &v))
+            if (j != (size_t)-1 && ms_rp_num(e, "sign_conflict", &v))
                 p->v[r * ncol + j] = v;
         }
         r++;
     }
     if (pooled)
-        rp_plot_set_col(p, 0, "all_pairs");
+        ms_rp_plot_set_col(p, 0, "all_pairs");
     for (size_t j = 0; !pooled && j < ncol; j++)
-        rp_plot_set_col(p, j, series.v[j]);
+        ms_rp_plot_set_col(p, j, series.v[j]);
     snprintf(p->title, sizeof(p->title), "Sign conflict between donors per layer");
     p->xlabel = "layer";
     p->ylabel = "sign conflict (% of weights)";
@@ -617,35 +613,35 @@ static void audit_conflict_plot(rp_ctx *c, const cJSON *layers, const cJSON *pai
     fig(c, p, "Fraction of weights where donors' deltas disagree in sign, per layer");
 }
 
-static void audit_suggestion(rp_doc *d, const cJSON *sug, const names *donors)
+static void audit_suggestion(ms_rp_doc *d, const cJSON *sug, const names *donors)
 {
     static const char *const hdr[] = {"donor", "suggested weight", "share after"};
-    const cJSON *w = rp_obj(sug, "weights"), *after = rp_obj(sug, "shares_after");
+    const cJSON *w = ms_rp_obj(sug, "weights"), *after = ms_rp_obj(sug, "shares_after");
     if (!w && !after)
         return;
-    rp_h(d, 3, "Suggested rebalancing");
-    rp_table(d, 3, hdr);
+    ms_rp_h(d, 3, "Suggested rebalancing");
+    ms_rp_table(d, 3, hdr);
     for (size_t i = 0; i < donors->n; i++) {
-        rp_cell(d, RP_CODE, donors->v[i]);
+        ms_rp_cell(d, RP_CODE, donors->v[i]);
         cell_num(d, w, donors->v[i], 4);
         cell_pct(d, after, donors->v[i]);
-        rp_row(d);
+        ms_rp_row(d);
     }
-    const char *text = rp_str(sug, "recipe");
+    const char *text = ms_rp_str(sug, "recipe");
     if (text)
-        rp_code(d, "yaml", text);
+        ms_rp_code(d, "yaml", text);
 }
 
 /*
  * The audit has no per-layer cosine to the base: take it from a compare
  * result that has the base and the donors among its models.
  */
-static void cosine_base_from_compare(rp_ctx *c, const char *base, const names *dn)
+static void cosine_base_from_compare(ms_rp_ctx *c, const char *base, const names *dn)
 {
     const cJSON *l, *e;
     for (size_t i = 0; base && i < c->r->n; i++) {
-        const rp_input *in = &c->r->in[i];
-        const cJSON *layers = rp_arr(in->root, "layers");
+        const ms_rp_input *in = &c->r->in[i];
+        const cJSON *layers = ms_rp_arr(in->root, "layers");
         size_t nrow = 0, found = 0;
         double v;
         if (in->kind != MS_RK_COMPARE)
@@ -654,7 +650,7 @@ static void cosine_base_from_compare(rp_ctx *c, const char *base, const names *d
             nrow += layer_index(l, &v) && nrow < MAX_ROWS;
         if (!nrow || !dn->n)
             continue;
-        rp_plot *p = rp_plot_add(c->plots, RP_PLOT_LINES, "audit_cosine_base_by_layer", nrow,
+        ms_rp_plot *p = ms_rp_plot_add(c->plots, RP_PLOT_LINES, "audit_cosine_base_by_layer", nrow,
                                  dn->n);
         if (!p)
             return;
@@ -665,14 +661,14 @@ static void cosine_base_from_compare(rp_ctx *c, const char *base, const names *d
             if (!layer_index(l, &li) || r >= nrow)
                 continue;
             snprintf(lab, sizeof(lab), "%.0f", li);
-            rp_plot_set_row(p, r, lab);
-            cJSON_ArrayForEach(e, rp_arr(l, "pairs")) {
-                const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
-                const char *other = rp_same_model(a, base)   ? b
-                                    : rp_same_model(b, base) ? a
+            ms_rp_plot_set_row(p, r, lab);
+            cJSON_ArrayForEach(e, ms_rp_arr(l, "pairs")) {
+                const char *a = ms_rp_str(e, "a"), *b = ms_rp_str(e, "b");
+                const char *other = ms_rp_same_model(a, base)   ? b
+                                    : ms_rp_same_model(b, base) ? a
                                                              : NULL;
                 for (size_t j = 0; other && j < dn->n; j++)
-                    if (rp_same_model(other, dn->v[j]) && rp_num(e, "cosine", &v)) {
+                    if (ms_rp_same_model(other, dn->v[j]) && ms_rp_num(e, "cosine", &v)) {
                         p->v[r * dn->n + j] = v;
                         found++;
                     }
@@ -680,20 +676,20 @@ static void cosine_base_from_compare(rp_ctx *c, const char *base, const names *d
             r++;
         }
         for (size_t j = 0; j < dn->n; j++)
-            rp_plot_set_col(p, j, dn->v[j]);
+            ms_rp_plot_set_col(p, j, dn->v[j]);
         snprintf(p->title, sizeof(p->title), "Cosine of each donor to the base per layer");
         p->xlabel = "layer";
         p->ylabel = "cosine(donor, base)";
         if (found) {
-            rp_fig(c->doc, p->name, "Cosine similarity of each donor's weights to the base's, "
+            ms_rp_fig(c->doc, p->name, "Cosine similarity of each donor's weights to the base's, "
                                     "per layer (from the compare result)");
             return;
         }
-        rp_plot_drop_last(c->plots);
+        ms_rp_plot_drop_last(c->plots);
     }
 }
 
-static void audit_notes(rp_doc *d, const cJSON *notes)
+static void audit_notes(ms_rp_doc *d, const cJSON *notes)
 {
     const cJSON *e;
     bool head = false;
@@ -701,27 +697,27 @@ static void audit_notes(rp_doc *d, const cJSON *notes)
         if (!cJSON_IsString(e))
             continue;
         if (!head) {
-            rp_h(d, 3, "Notes from the audit");
+            ms_rp_h(d, 3, "Notes from the audit");
             head = true;
         }
-        rp_li(d);
-        rp_span(d, RP_TEXT, e->valuestring);
+        ms_rp_li(d);
+        ms_rp_span(d, RP_TEXT, e->valuestring);
     }
 }
 
-void rp_section_audit(rp_ctx *c, const rp_input *in)
+void ms_rp_section_audit(ms_rp_ctx *c, const ms_rp_input *in)
 {
-    rp_doc *d = c->doc;
-    const cJSON *root = in->root, *donors = rp_arr(root, "donors");
-    const cJSON *layers = rp_arr(root, "layers");
+    ms_rp_doc *d = c->doc;
+    const cJSON *root = in->root, *donors = ms_rp_arr(root, "donors");
+    const cJSON *layers = ms_rp_arr(root, "layers");
     names dn = {0};
     bool cos_plotted = false;
     donor_names(&dn, donors);
-    rp_h(d, 2, "Donor audit");
+    ms_rp_h(d, 2, "Donor audit");
     source_line(d, in, "Donors against the base under the recipe (mergescope audit)");
-    method_para(d, rp_str(root, "method"), rp_str(root, "base"));
+    method_para(d, ms_rp_str(root, "method"), ms_rp_str(root, "base"));
     audit_donors(d, donors);
-    rp_plot *p = plot_layer_values(c, RP_PLOT_STACKED, "audit_shares_by_layer", layers,
+    ms_rp_plot *p = plot_layer_values(c, RP_PLOT_STACKED, "audit_shares_by_layer", layers,
                                    "shares", &dn, NULL, NULL);
     if (p) {
         snprintf(p->title, sizeof(p->title), "Donor shares of the merged delta per layer");
@@ -754,76 +750,77 @@ void rp_section_audit(rp_ctx *c, const rp_input *in)
             break;
         }
     if (!cos_plotted)
-        cosine_base_from_compare(c, rp_str(root, "base"), &dn);
+        cosine_base_from_compare(c, ms_rp_str(root, "base"), &dn);
     audit_fingerprints(d, donors);
-    audit_notes(d, rp_arr(root, "notes"));
-    audit_pairs(c, rp_arr(root, "pairs"), &dn);
-    audit_conflict_plot(c, layers, rp_arr(root, "pairs"));
-    audit_suggestion(d, rp_obj(root, "suggestion"), &dn);
+    audit_notes(d, ms_rp_arr(root, "notes"));
+    audit_pairs(c, ms_rp_arr(root, "pairs"), &dn);
+    audit_conflict_plot(c, layers, ms_rp_arr(root, "pairs"));
+    audit_suggestion(d, ms_rp_obj(root, "suggestion"), &dn);
 }
 
 /* ==== attribute ==== */
 
-void rp_section_attribute(rp_ctx *c, const rp_input *in)
+void ms_rp_section_attribute(ms_rp_ctx *c, const ms_rp_input *in)
 {
     static const char *const hdr[] = {"donor", "coefficient", "share", "sign agreement"};
     static const char *const filters[] = {"self_attn", "mlp", "other"};
-    rp_doc *d = c->doc;
-    const cJSON *root = in->root, *donors = rp_arr(root, "donors"), *e;
+    ms_rp_doc *d = c->doc;
+    const cJSON *root = in->root, *donors = ms_rp_arr(root, "donors"), *e;
     names dn = {0};
     names_from(&dn, donors, "name");
-    rp_h(d, 2, "Attribution of the finished merge");
+    ms_rp_h(d, 2, "Attribution of the finished merge");
     source_line(d, in, "Least-squares fit of the merged delta on the donor deltas "
                        "(mergescope attribute)");
-    const char *merged = rp_str(root, "merged"), *base = rp_str(root, "base");
+    const char *merged = ms_rp_str(root, "merged"), *base = ms_rp_str(root, "base");
     if (merged || base) {
-        rp_p(d);
-        rp_span(d, RP_OURS, "Merged checkpoint: ");
-        rp_span(d, RP_CODE, merged ? merged : "n/a");
-        rp_span(d, RP_OURS, "; base: ");
-        rp_span(d, RP_CODE, base ? base : "n/a");
-        rp_span(d, RP_OURS, ".");
+        ms_rp_p(d);
+        ms_rp_span(d, RP_OURS, "Merged checkpoint: ");
+        ms_rp_span(d, RP_CODE, merged ? merged : "n/a");
+        ms_rp_span(d, RP_OURS, "; base: ");
+        ms_rp_span(d, RP_CODE, base ? base : "n/a");
+        ms_rp_span(d, RP_OURS, ".");
     }
-    const cJSON *ill = rp_get(root, "ill_conditioned");
+    const cJSON *ill = ms_rp_get(root, "ill_conditioned");
     if (cJSON_IsTrue(ill)) {
-        rp_note(d);
-        rp_span(d, RP_OURS, "The donor deltas are nearly collinear (ill-conditioned fit): "
-                            "individual coefficients are unreliable (the condition number is in the JSON).");
+        ms_rp_note(d);
+        ms_rp_span(d, RP_OURS, "The donor deltas are nearly collinear (ill-conditioned fit): "
+                            "individual coefficients are unreliable (the condition "
+                            "number is in the JSON).");
     }
-    rp_table(d, 4, hdr);
+    ms_rp_table(d, 4, hdr);
     cJSON_ArrayForEach(e, donors) {
-        const char *n = rp_str(e, "name");
-        rp_cell(d, RP_CODE, n ? n : "n/a");
+        const char *n = ms_rp_str(e, "name");
+        ms_rp_cell(d, RP_CODE, n ? n : "n/a");
         cell_num(d, e, "coefficient", 4);
         cell_pct(d, e, "share");
         cell_pct(d, e, "sign_agreement");
-        rp_row(d);
+        ms_rp_row(d);
     }
-    rp_cell(d, RP_OURS, "residual (unexplained)");
-    rp_cell(d, RP_OURS, "");
+    ms_rp_cell(d, RP_OURS, "residual (unexplained)");
+    ms_rp_cell(d, RP_OURS, "");
     cell_pct(d, root, "residual_share");
-    rp_row(d);
-    const cJSON *fo = rp_obj(root, "filters");
+    ms_rp_row(d);
+    const cJSON *fo = ms_rp_obj(root, "filters");
     if (fo && dn.n) {
-        rp_h(d, 3, "By filter class");
-        rp_table(d, dn.n + 2, NULL);
-        rp_cell(d, RP_OURS, "filter");
+        ms_rp_h(d, 3, "By filter class");
+        ms_rp_table(d, dn.n + 2, NULL);
+        ms_rp_cell(d, RP_OURS, "filter");
         for (size_t i = 0; i < dn.n; i++)
-            rp_cell(d, RP_CODE, dn.v[i]);
-        rp_cell(d, RP_OURS, "residual");
+            ms_rp_cell(d, RP_CODE, dn.v[i]);
+        ms_rp_cell(d, RP_OURS, "residual");
         for (size_t f = 0; f < 3; f++) {
-            const cJSON *fe = rp_obj(fo, filters[f]);
+            const cJSON *fe = ms_rp_obj(fo, filters[f]);
             if (!fe)
                 continue;
-            rp_cell(d, RP_CODE, filters[f]);
+            ms_rp_cell(d, RP_CODE, filters[f]);
             for (size_t i = 0; i < dn.n; i++)
-                cell_pct(d, rp_obj(fe, "shares"), dn.v[i]);
+                cell_pct(d, ms_rp_obj(fe, "shares"), dn.v[i]);
             cell_pct(d, fe, "residual_share");
-            rp_row(d);
+            ms_rp_row(d);
         }
     }
-    rp_plot *p = plot_layer_values(c, RP_PLOT_STACKED, "attribute_shares_by_layer",
-                                   rp_arr(root, "layers"), "shares", &dn, "residual_share",
+    ms_rp_plot *p = plot_layer_values(c, RP_PLOT_STACKED, "attribute_shares_by_layer",
+                                   ms_rp_arr(root, "layers"), "shares", &dn, "residual_share",
                                    "residual");
     if (p) {
         snprintf(p->title, sizeof(p->title), "Measured donor shares per layer");
@@ -837,51 +834,51 @@ void rp_section_attribute(rp_ctx *c, const rp_input *in)
 
 /* ==== provenance ==== */
 
-void rp_section_provenance(rp_ctx *c, const rp_input *in)
+void ms_rp_section_provenance(ms_rp_ctx *c, const ms_rp_input *in)
 {
     static const char *const hdr[] = {"merged layer", "source model", "source layer",
                                       "weight", "cosine"};
-    rp_doc *d = c->doc;
-    const cJSON *root = in->root, *layers = rp_arr(root, "layers"), *l, *s;
+    ms_rp_doc *d = c->doc;
+    const cJSON *root = in->root, *layers = ms_rp_arr(root, "layers"), *l, *s;
     names models = {0};
     size_t npts = 0;
-    rp_h(d, 2, "Layer provenance");
+    ms_rp_h(d, 2, "Layer provenance");
     source_line(d, in, "Which donor layer each merged layer comes from (mergescope provenance)");
-    rp_table(d, 5, hdr);
+    ms_rp_table(d, 5, hdr);
     cJSON_ArrayForEach(l, layers) {
-        cJSON_ArrayForEach(s, rp_arr(l, "sources")) {
-            names_add(&models, rp_str(s, "model"));
+        cJSON_ArrayForEach(s, ms_rp_arr(l, "sources")) {
+            names_add(&models, ms_rp_str(s, "model"));
             cell_num(d, l, "layer", 0);
-            const char *m = rp_str(s, "model");
-            rp_cell(d, RP_CODE, m ? m : "n/a");
+            const char *m = ms_rp_str(s, "model");
+            ms_rp_cell(d, RP_CODE, m ? m : "n/a");
             cell_num(d, s, "layer", 0);
             cell_num(d, s, "weight", 3);
             cell_num(d, s, "cosine", 4);
-            rp_row(d);
+            ms_rp_row(d);
             npts++;
         }
     }
-    const char *text = rp_str(root, "recipe");
+    const char *text = ms_rp_str(root, "recipe");
     if (text) {
-        rp_p(d);
-        rp_span(d, RP_OURS, "Recovered slice recipe:");
-        rp_code(d, "yaml", text);
+        ms_rp_p(d);
+        ms_rp_span(d, RP_OURS, "Recovered slice recipe:");
+        ms_rp_code(d, "yaml", text);
     }
     if (!npts || !models.n || npts > MAX_ROWS)
         return;
-    rp_plot *p = rp_plot_add(c->plots, RP_PLOT_GROUPS, "provenance_map", npts, 3);
+    ms_rp_plot *p = ms_rp_plot_add(c->plots, RP_PLOT_GROUPS, "provenance_map", npts, 3);
     if (!p)
         return;
     /* GROUPS: col labels are the group names; reuse ncol for the groups */
     size_t k = 0;
     cJSON_ArrayForEach(l, layers) {
         double ml;
-        if (!rp_num(l, "layer", &ml))
+        if (!ms_rp_num(l, "layer", &ml))
             continue;
-        cJSON_ArrayForEach(s, rp_arr(l, "sources")) {
+        cJSON_ArrayForEach(s, ms_rp_arr(l, "sources")) {
             double sl;
-            size_t g = names_find(&models, rp_str(s, "model"));
-            if (k < npts && g != (size_t)-1 && rp_num(s, "layer", &sl)) {
+            size_t g = names_find(&models, ms_rp_str(s, "model"));
+            if (k < npts && g != (size_t)-1 && ms_rp_num(s, "layer", &sl)) {
                 p->v[k * 3] = ml;
                 p->v[k * 3 + 1] = sl;
                 p->v[k * 3 + 2] = (double)g;
@@ -889,7 +886,7 @@ void rp_section_provenance(rp_ctx *c, const rp_input *in)
             k++;
         }
     }
-    rp_plot_set_groups(p, models.v, models.n);
+    ms_rp_plot_set_groups(p, models.v, models.n);
     snprintf(p->title, sizeof(p->title), "Provenance: merged layer to donor layer");
     p->xlabel = "merged layer";
     p->ylabel = "donor layer";
@@ -898,25 +895,25 @@ void rp_section_provenance(rp_ctx *c, const rp_input *in)
 
 /* ==== compare ==== */
 
-void rp_section_compare(rp_ctx *c, const rp_input *in)
+void ms_rp_section_compare(ms_rp_ctx *c, const ms_rp_input *in)
 {
     static const char *const hdr[] = {"A", "B", "cosine", "rel. L2", "max abs", "identical"};
-    rp_doc *d = c->doc;
-    const cJSON *root = in->root, *pairs = rp_arr(root, "pairs"), *e, *l;
+    ms_rp_doc *d = c->doc;
+    const cJSON *root = in->root, *pairs = ms_rp_arr(root, "pairs"), *e, *l;
     names pn = {0};
     char labels[MAX_NAMES][96];
-    rp_h(d, 2, "Distances between checkpoints");
+    ms_rp_h(d, 2, "Distances between checkpoints");
     source_line(d, in, "Whole-model and per-layer distances (mergescope compare)");
-    rp_table(d, 6, hdr);
+    ms_rp_table(d, 6, hdr);
     cJSON_ArrayForEach(e, pairs) {
-        const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
-        rp_cell(d, RP_CODE, a ? a : "n/a");
-        rp_cell(d, RP_CODE, b ? b : "n/a");
+        const char *a = ms_rp_str(e, "a"), *b = ms_rp_str(e, "b");
+        ms_rp_cell(d, RP_CODE, a ? a : "n/a");
+        ms_rp_cell(d, RP_CODE, b ? b : "n/a");
         cell_num(d, e, "cosine", 5);
         cell_num(d, e, "rel_l2", 4);
         cell_num(d, e, "max_abs", 4);
         cell_pct(d, e, "identical");
-        rp_row(d);
+        ms_rp_row(d);
         if (pn.n < MAX_NAMES) {
             snprintf(labels[pn.n], sizeof(labels[0]), "%.40s-vs-%.40s",
                      ms_path_basename(a ? a : "?"), ms_path_basename(b ? b : "?"));
@@ -924,15 +921,15 @@ void rp_section_compare(rp_ctx *c, const rp_input *in)
             pn.n++;
         }
     }
-    rp_p(d);
-    rp_span(d, RP_OURS, "rel. L2: |A - B| / |A|; identical: fraction of weights exactly equal.");
+    ms_rp_p(d);
+    ms_rp_span(d, RP_OURS, "rel. L2: |A - B| / |A|; identical: fraction of weights exactly equal.");
     static const struct { const char *key, *name, *title, *ylabel, *caption; bool log; } m[] = {
         {"rel_l2", "compare_rel_l2_by_layer", "Relative L2 distance per layer",
          "|A - B| / |A|", "Relative L2 distance between each pair, per layer", true},
         {"cosine", "compare_cosine_by_layer", "Cosine similarity per layer",
          "cosine(A, B)", "Cosine similarity between each pair, per layer", false},
     };
-    const cJSON *layers = rp_arr(root, "layers");
+    const cJSON *layers = ms_rp_arr(root, "layers");
     size_t nrow = 0;
     cJSON_ArrayForEach(l, layers) {
         double v;
@@ -941,7 +938,7 @@ void rp_section_compare(rp_ctx *c, const rp_input *in)
     if (!nrow || !pn.n)
         return;
     for (size_t k = 0; k < MS_ARRAY_SIZE(m); k++) {
-        rp_plot *p = rp_plot_add(c->plots, RP_PLOT_LINES, m[k].name, nrow, pn.n);
+        ms_rp_plot *p = ms_rp_plot_add(c->plots, RP_PLOT_LINES, m[k].name, nrow, pn.n);
         if (!p)
             return;
         size_t r = 0, found = 0;
@@ -951,16 +948,16 @@ void rp_section_compare(rp_ctx *c, const rp_input *in)
             if (!layer_index(l, &li) || r >= nrow)
                 continue;
             snprintf(lab, sizeof(lab), "%.0f", li);
-            rp_plot_set_row(p, r, lab);
+            ms_rp_plot_set_row(p, r, lab);
             size_t j = 0;
-            cJSON_ArrayForEach(e, rp_arr(l, "pairs")) {
+            cJSON_ArrayForEach(e, ms_rp_arr(l, "pairs")) {
                 /* pairs appear in the same order as the top-level pairs[]; match by name */
-                const char *a = rp_str(e, "a"), *b = rp_str(e, "b");
+                const char *a = ms_rp_str(e, "a"), *b = ms_rp_str(e, "b");
                 char key[96];
                 snprintf(key, sizeof(key), "%.40s-vs-%.40s", ms_path_basename(a ? a : "?"),
                          ms_path_basename(b ? b : "?"));
                 size_t idx = a && b ? names_find(&pn, key) : j;
-                if (idx < pn.n && rp_num(e, m[k].key, &v)) {
+                if (idx < pn.n && ms_rp_num(e, m[k].key, &v)) {
                     p->v[r * pn.n + idx] = v;
                     found++;
                 }
@@ -969,7 +966,7 @@ void rp_section_compare(rp_ctx *c, const rp_input *in)
             r++;
         }
         for (size_t j = 0; j < pn.n; j++)
-            rp_plot_set_col(p, j, pn.v[j]);
+            ms_rp_plot_set_col(p, j, pn.v[j]);
         snprintf(p->title, sizeof(p->title), "%s", m[k].title);
         p->xlabel = "layer";
         p->ylabel = m[k].ylabel;
@@ -982,22 +979,21 @@ void rp_section_compare(rp_ctx *c, const rp_input *in)
 /* ==== quant ==== */
 
 /* "Q5_K 12%, IQ4_NL 40%" from types[] shares (or n_params). */
-bool rp_type_mix(const cJSON *types, ms_sb *out, bool markdown);
-bool rp_type_mix(const cJSON *types, ms_sb *out, bool markdown)
+bool ms_rp_type_mix(const cJSON *types, ms_sb *out, bool markdown)
 {
     const cJSON *t;
     double total = 0, v;
     bool ok = true, first = true;
     cJSON_ArrayForEach(t, types)
-        if (!rp_num(t, "share", &v) && rp_num(t, "n_params", &v))
+        if (!ms_rp_num(t, "share", &v) && ms_rp_num(t, "n_params", &v))
             total += v;
     cJSON_ArrayForEach(t, types) {
-        const char *name = rp_str(t, "type");
+        const char *name = ms_rp_str(t, "type");
         double share;
         if (!name)
             continue;
-        if (!rp_num(t, "share", &share)) {
-            if (!(total > 0) || !rp_num(t, "n_params", &v))
+        if (!ms_rp_num(t, "share", &share)) {
+            if (!(total > 0) || !ms_rp_num(t, "n_params", &v))
                 continue;
             share = v / total;
         }
@@ -1012,7 +1008,7 @@ bool rp_type_mix(const cJSON *types, ms_sb *out, bool markdown)
     return ok;
 }
 
-static void quant_worst(rp_doc *d, const cJSON *tensors)
+static void quant_worst(ms_rp_doc *d, const cJSON *tensors)
 {
     static const char *const hdr[] = {"tensor", "type", "bpw", "rel. RMSE", "SNR dB",
                                       "cosine", "weighted rel. err"};
@@ -1021,7 +1017,7 @@ static void quant_worst(rp_doc *d, const cJSON *tensors)
     size_t n = 0;
     cJSON_ArrayForEach(t, tensors) {
         double v;
-        if (!rp_num(t, "rel_rmse", &v))
+        if (!ms_rp_num(t, "rel_rmse", &v))
             continue;
         size_t i = n < 10 ? n++ : 10;
         if (i == 10 && !(v > bv[9]))
@@ -1038,29 +1034,29 @@ static void quant_worst(rp_doc *d, const cJSON *tensors)
     }
     if (!n)
         return;
-    rp_h(d, 3, "Tensors with the largest error");
-    rp_table(d, 7, hdr);
+    ms_rp_h(d, 3, "Tensors with the largest error");
+    ms_rp_table(d, 7, hdr);
     for (size_t i = 0; i < n; i++) {
-        const char *name = rp_str(best[i], "name"), *type = rp_str(best[i], "type");
-        rp_cell(d, RP_CODE, name ? name : "n/a");
-        rp_cell(d, RP_CODE, type ? type : "n/a");
+        const char *name = ms_rp_str(best[i], "name"), *type = ms_rp_str(best[i], "type");
+        ms_rp_cell(d, RP_CODE, name ? name : "n/a");
+        ms_rp_cell(d, RP_CODE, type ? type : "n/a");
         cell_num(d, best[i], "bpw", 2);
         cell_num(d, best[i], "rel_rmse", 5);
         cell_num(d, best[i], "snr_db", 2);
         cell_num(d, best[i], "cosine", 6);
         cell_num(d, best[i], "weighted_rel_err", 5);
-        rp_row(d);
+        ms_rp_row(d);
     }
 }
 
-static void quant_plots(rp_ctx *c, const cJSON *root, double bpw, bool has_bpw)
+static void quant_plots(ms_rp_ctx *c, const cJSON *root, double bpw, bool has_bpw)
 {
-    const cJSON *types = rp_arr(root, "types"), *t;
+    const cJSON *types = ms_rp_arr(root, "types"), *t;
     size_t nt = 0;
     cJSON_ArrayForEach(t, types)
-        nt += rp_str(t, "type") != NULL && nt < MAX_ROWS;
-    rp_plot *p = plot_layer_values(c, RP_PLOT_LINES, "quant_error_by_layer",
-                                   rp_arr(root, "layers"), "", &(names){{0}, 0}, "rel_rmse",
+        nt += ms_rp_str(t, "type") != NULL && nt < MAX_ROWS;
+    ms_rp_plot *p = plot_layer_values(c, RP_PLOT_LINES, "quant_error_by_layer",
+                                   ms_rp_arr(root, "layers"), "", &(names){{0}, 0}, "rel_rmse",
                                    "rel_RMSE");
     if (p) {
         snprintf(p->title, sizeof(p->title), "Quantization error per layer");
@@ -1071,31 +1067,31 @@ static void quant_plots(rp_ctx *c, const cJSON *root, double bpw, bool has_bpw)
     }
     if (!nt)
         return;
-    rp_plot *e = rp_plot_add(c->plots, RP_PLOT_BARS, "quant_error_by_type", nt, 1);
-    rp_plot *m = rp_plot_add(c->plots, RP_PLOT_BARS, "quant_type_mix", nt, 1);
+    ms_rp_plot *e = ms_rp_plot_add(c->plots, RP_PLOT_BARS, "quant_error_by_type", nt, 1);
+    ms_rp_plot *m = ms_rp_plot_add(c->plots, RP_PLOT_BARS, "quant_type_mix", nt, 1);
     if (!e || !m)
         return;
     size_t r = 0;
     double total = 0, v;
     cJSON_ArrayForEach(t, types)
-        if (rp_num(t, "n_params", &v))
+        if (ms_rp_num(t, "n_params", &v))
             total += v;
     cJSON_ArrayForEach(t, types) {
-        const char *name = rp_str(t, "type");
+        const char *name = ms_rp_str(t, "type");
         if (!name || r >= nt)
             continue;
-        rp_plot_set_row(e, r, name);
-        rp_plot_set_row(m, r, name);
-        if (rp_num(t, "rel_rmse", &v))
+        ms_rp_plot_set_row(e, r, name);
+        ms_rp_plot_set_row(m, r, name);
+        if (ms_rp_num(t, "rel_rmse", &v))
             e->v[r] = v;
-        if (rp_num(t, "share", &v))
+        if (ms_rp_num(t, "share", &v))
             m->v[r] = v;
-        else if (total > 0 && rp_num(t, "n_params", &v))
+        else if (total > 0 && ms_rp_num(t, "n_params", &v))
             m->v[r] = v / total;
         r++;
     }
-    rp_plot_set_col(e, 0, "rel_RMSE");
-    rp_plot_set_col(m, 0, "share_of_weights");
+    ms_rp_plot_set_col(e, 0, "rel_RMSE");
+    ms_rp_plot_set_col(m, 0, "share_of_weights");
     snprintf(e->title, sizeof(e->title), "Quantization error per ggml type");
     e->xlabel = "ggml type";
     e->ylabel = "relative RMSE (%)";
@@ -1111,162 +1107,162 @@ static void quant_plots(rp_ctx *c, const cJSON *root, double bpw, bool has_bpw)
     fig(c, m, "Share of the model's weights stored in each ggml type");
 }
 
-void rp_section_quant(rp_ctx *c, const rp_input *in)
+void ms_rp_section_quant(ms_rp_ctx *c, const ms_rp_input *in)
 {
     static const char *const hdr[] = {"type", "weights", "share", "rel. RMSE"};
-    rp_doc *d = c->doc;
+    ms_rp_doc *d = c->doc;
     const cJSON *root = in->root, *t;
     double bpw = 0;
-    bool has_bpw = rp_num(root, "bits_per_weight", &bpw);
+    bool has_bpw = ms_rp_num(root, "bits_per_weight", &bpw);
     ms_sb mix = MS_SB_INIT;
-    rp_h(d, 2, "Quantization error");
+    ms_rp_h(d, 2, "Quantization error");
     source_line(d, in, "Quantized model against its reference (mergescope quant)");
-    rp_p(d);
+    ms_rp_p(d);
     if (has_bpw)
-        rp_spanf(d, "Bits per weight: %.3f. ", bpw);
-    if (rp_type_mix(rp_arr(root, "types"), &mix, false) && mix.len) {
-        rp_span(d, RP_OURS, "Type mix (share of weights): ");
-        rp_span(d, RP_TEXT, ms_sb_str(&mix));
-        rp_span(d, RP_OURS, ".");
+        ms_rp_spanf(d, "Bits per weight: %.3f. ", bpw);
+    if (ms_rp_type_mix(ms_rp_arr(root, "types"), &mix, false) && mix.len) {
+        ms_rp_span(d, RP_OURS, "Type mix (share of weights): ");
+        ms_rp_span(d, RP_TEXT, ms_sb_str(&mix));
+        ms_rp_span(d, RP_OURS, ".");
     }
     ms_sb_free(&mix);
-    const cJSON *ov = rp_obj(root, "overall");
+    const cJSON *ov = ms_rp_obj(root, "overall");
     double v;
-    if (rp_num(ov, "rel_rmse", &v)) {
-        rp_spanf(d, " Overall relative RMSE %.5f", v);
-        if (rp_num(ov, "snr_db", &v))
-            rp_spanf(d, ", SNR %.2f dB", v);
-        if (rp_num(ov, "cosine", &v))
-            rp_spanf(d, ", cosine %.6f", v);
-        rp_span(d, RP_OURS, ".");
+    if (ms_rp_num(ov, "rel_rmse", &v)) {
+        ms_rp_spanf(d, " Overall relative RMSE %.5f", v);
+        if (ms_rp_num(ov, "snr_db", &v))
+            ms_rp_spanf(d, ", SNR %.2f dB", v);
+        if (ms_rp_num(ov, "cosine", &v))
+            ms_rp_spanf(d, ", cosine %.6f", v);
+        ms_rp_span(d, RP_OURS, ".");
     }
-    rp_table(d, 4, hdr);
-    cJSON_ArrayForEach(t, rp_arr(root, "types")) {
-        const char *name = rp_str(t, "type");
-        rp_cell(d, RP_CODE, name ? name : "n/a");
+    ms_rp_table(d, 4, hdr);
+    cJSON_ArrayForEach(t, ms_rp_arr(root, "types")) {
+        const char *name = ms_rp_str(t, "type");
+        ms_rp_cell(d, RP_CODE, name ? name : "n/a");
         cell_num(d, t, "n_params", 0);
         cell_pct(d, t, "share");
         cell_num(d, t, "rel_rmse", 5);
-        rp_row(d);
+        ms_rp_row(d);
     }
-    rp_p(d);
-    rp_span(d, RP_OURS, "rel. RMSE: sqrt(sum (q - r)^2) / sqrt(sum r^2) over the weights in "
+    ms_rp_p(d);
+    ms_rp_span(d, RP_OURS, "rel. RMSE: sqrt(sum (q - r)^2) / sqrt(sum r^2) over the weights in "
                         "scope, q quantized, r reference.");
     quant_plots(c, root, bpw, has_bpw);
-    quant_worst(d, rp_arr(root, "tensors"));
+    quant_worst(d, ms_rp_arr(root, "tensors"));
 }
 
 /* ==== inspect ==== */
 
-static void inspect_metadata(rp_doc *d, const cJSON *meta)
+static void inspect_metadata(ms_rp_doc *d, const cJSON *meta)
 {
     static const char *const hdr[] = {"key", "value"};
     const cJSON *m;
     int shown = 0, total = cJSON_GetArraySize(meta);
     if (!total)
         return;
-    rp_h(d, 3, "Metadata");
-    rp_table(d, 2, hdr);
+    ms_rp_h(d, 3, "Metadata");
+    ms_rp_table(d, 2, hdr);
     cJSON_ArrayForEach(m, meta) {
         char buf[200];
         double cnt;
         if (shown >= 40)
             break;
-        rp_cell(d, RP_CODE, m->string ? m->string : "");
+        ms_rp_cell(d, RP_CODE, m->string ? m->string : "");
         if (cJSON_IsString(m)) {
             snprintf(buf, sizeof(buf), "%.160s%s", m->valuestring,
                      strlen(m->valuestring) > 160 ? "..." : "");
-            rp_cell(d, RP_TEXT, buf);
+            ms_rp_cell(d, RP_TEXT, buf);
         } else if (cJSON_IsNumber(m)) {
-            rp_cellf(d, "%.10g", m->valuedouble);
+            ms_rp_cellf(d, "%.10g", m->valuedouble);
         } else if (cJSON_IsBool(m)) {
-            rp_cell(d, RP_OURS, cJSON_IsTrue(m) ? "true" : "false");
+            ms_rp_cell(d, RP_OURS, cJSON_IsTrue(m) ? "true" : "false");
         } else if (cJSON_IsArray(m)) {
-            rp_cellf(d, "[%d values]", cJSON_GetArraySize(m));
-        } else if (rp_num(m, "count", &cnt)) {
-            rp_cellf(d, "[%.0f values]", cnt);
+            ms_rp_cellf(d, "[%d values]", cJSON_GetArraySize(m));
+        } else if (ms_rp_num(m, "count", &cnt)) {
+            ms_rp_cellf(d, "[%.0f values]", cnt);
         } else {
-            rp_cell(d, RP_OURS, "(object)");
+            ms_rp_cell(d, RP_OURS, "(object)");
         }
-        rp_row(d);
+        ms_rp_row(d);
         shown++;
     }
     if (total > shown) {
-        rp_p(d);
-        rp_spanf(d, "%d more keys in the JSON.", total - shown);
+        ms_rp_p(d);
+        ms_rp_spanf(d, "%d more keys in the JSON.", total - shown);
     }
 }
 
-void rp_section_inspect(rp_ctx *c, const rp_input *in)
+void ms_rp_section_inspect(ms_rp_ctx *c, const ms_rp_input *in)
 {
     static const char *const thdr[] = {"type", "tensors", "weights", "bytes"};
     static const char *const nhdr[] = {"tensor", "kind", "type", "shape", "bytes"};
-    rp_doc *d = c->doc;
+    ms_rp_doc *d = c->doc;
     const cJSON *root = in->root, *t;
-    const char *fmt = rp_str(root, "format"), *arch = rp_str(root, "architecture");
+    const char *fmt = ms_rp_str(root, "format"), *arch = ms_rp_str(root, "architecture");
     double v;
-    const char *model = rp_str(root, "model");
-    rp_h(d, 2, "Model");
+    const char *model = ms_rp_str(root, "model");
+    ms_rp_h(d, 2, "Model");
     source_line(d, in, "File summary (mergescope inspect)");
     if (model) {
-        rp_li(d);
-        rp_span(d, RP_OURS, "model: ");
-        rp_span(d, RP_CODE, model);
+        ms_rp_li(d);
+        ms_rp_span(d, RP_OURS, "model: ");
+        ms_rp_span(d, RP_CODE, model);
     }
-    rp_li(d);
-    rp_span(d, RP_OURS, "format: ");
-    rp_span(d, RP_CODE, fmt ? fmt : "n/a");
-    rp_li(d);
-    rp_span(d, RP_OURS, "architecture: ");
-    rp_span(d, RP_CODE, arch ? arch : "n/a");
-    if (rp_num(root, "n_layers", &v)) {
-        rp_li(d);
-        rp_spanf(d, "layers: %.0f", v);
+    ms_rp_li(d);
+    ms_rp_span(d, RP_OURS, "format: ");
+    ms_rp_span(d, RP_CODE, fmt ? fmt : "n/a");
+    ms_rp_li(d);
+    ms_rp_span(d, RP_OURS, "architecture: ");
+    ms_rp_span(d, RP_CODE, arch ? arch : "n/a");
+    if (ms_rp_num(root, "n_layers", &v)) {
+        ms_rp_li(d);
+        ms_rp_spanf(d, "layers: %.0f", v);
     }
-    if (rp_num(root, "n_params", &v)) {
-        rp_li(d);
-        rp_spanf(d, "parameters: %.0f", v);
+    if (ms_rp_num(root, "n_params", &v)) {
+        ms_rp_li(d);
+        ms_rp_spanf(d, "parameters: %.0f", v);
     }
-    if (rp_num(root, "bits_per_weight", &v)) {
-        rp_li(d);
-        rp_spanf(d, "bits per weight: %.3f", v);
+    if (ms_rp_num(root, "bits_per_weight", &v)) {
+        ms_rp_li(d);
+        ms_rp_spanf(d, "bits per weight: %.3f", v);
     }
-    rp_table(d, 4, thdr);
-    cJSON_ArrayForEach(t, rp_arr(root, "types")) {
-        const char *name = rp_str(t, "type");
-        rp_cell(d, RP_CODE, name ? name : "n/a");
+    ms_rp_table(d, 4, thdr);
+    cJSON_ArrayForEach(t, ms_rp_arr(root, "types")) {
+        const char *name = ms_rp_str(t, "type");
+        ms_rp_cell(d, RP_CODE, name ? name : "n/a");
         cell_num(d, t, "n_tensors", 0);
         cell_num(d, t, "n_params", 0);
         cell_num(d, t, "bytes", 0);
-        rp_row(d);
+        ms_rp_row(d);
     }
-    inspect_metadata(d, rp_obj(root, "metadata"));
-    const cJSON *tensors = rp_arr(root, "tensors");
+    inspect_metadata(d, ms_rp_obj(root, "metadata"));
+    const cJSON *tensors = ms_rp_arr(root, "tensors");
     int nt = cJSON_GetArraySize(tensors), shown = 0;
     if (!nt)
         return;
-    rp_h(d, 3, "Tensors");
-    rp_table(d, 5, nhdr);
+    ms_rp_h(d, 3, "Tensors");
+    ms_rp_table(d, 5, nhdr);
     cJSON_ArrayForEach(t, tensors) {
         ms_sb shape = MS_SB_INIT;
         const cJSON *s;
         if (shown++ >= 30)
             break;
-        const char *name = rp_str(t, "name"), *kind = rp_str(t, "kind"),
-                   *dt = rp_str(t, "dtype");
-        rp_cell(d, RP_CODE, name ? name : "n/a");
-        rp_cell(d, RP_CODE, kind ? kind : "n/a");
-        rp_cell(d, RP_CODE, dt ? dt : "n/a");
-        cJSON_ArrayForEach(s, rp_arr(t, "shape"))
+        const char *name = ms_rp_str(t, "name"), *kind = ms_rp_str(t, "kind"),
+                   *dt = ms_rp_str(t, "dtype");
+        ms_rp_cell(d, RP_CODE, name ? name : "n/a");
+        ms_rp_cell(d, RP_CODE, kind ? kind : "n/a");
+        ms_rp_cell(d, RP_CODE, dt ? dt : "n/a");
+        cJSON_ArrayForEach(s, ms_rp_arr(t, "shape"))
             if (cJSON_IsNumber(s) && shape.len < 80)
                 ms_sb_addf(&shape, "%s%.0f", shape.len ? " x " : "", s->valuedouble);
-        rp_cell(d, RP_OURS, shape.len ? ms_sb_str(&shape) : "n/a");
+        ms_rp_cell(d, RP_OURS, shape.len ? ms_sb_str(&shape) : "n/a");
         ms_sb_free(&shape);
         cell_num(d, t, "bytes", 0);
-        rp_row(d);
+        ms_rp_row(d);
     }
     if (nt > 30) {
-        rp_p(d);
-        rp_spanf(d, "First 30 of %d tensors; the JSON lists all.", nt);
+        ms_rp_p(d);
+        ms_rp_spanf(d, "First 30 of %d tensors; the JSON lists all.", nt);
     }
 }

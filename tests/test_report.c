@@ -392,7 +392,8 @@ static char *hostile_audit(const char *pwn)
                "{\"name\": \"%s\", \"share\": 0.6, \"fingerprints\": [{\"kind\": \"%s\", "
                "\"tensors\": [], \"evidence\": \"%s\"}]},"
                "{\"name\": \"%s\", \"share\": 0.4}],"
-               "\"pairs\": [{\"a\": \"%s\", \"b\": \"%s\", \"cosine\": 0.5, \"sign_conflict\": 0.2}],"
+               "\"pairs\": [{\"a\": \"%s\", \"b\": \"%s\", \"cosine\": 0.5, "
+               "\"sign_conflict\": 0.2}],"
                "\"layers\": [{\"layer\": 0, \"shares\": {\"%s\": 0.6, \"%s\": 0.4}}, "
                "{\"layer\": 1, \"shares\": {\"%s\": 0.5, \"%s\": 0.5}}]}",
                n1, n2, ev, n2, n1, n2, n1, n2, n1, n2);
@@ -415,7 +416,8 @@ static char *hostile_quant(const char *pwn)
     ms_sb sb = MS_SB_INIT;
     ms_sb_addf(&sb,
                "{\"schema\": \"mergescope.quant/1\", \"bits_per_weight\": 4.5, \"types\": ["
-               "{\"type\": \"Q4_K`touch %s`\", \"n_params\": 10, \"share\": 0.5, \"rel_rmse\": 0.1},"
+               "{\"type\": \"Q4_K`touch %s`\", \"n_params\": 10, \"share\": 0.5, "
+               "\"rel_rmse\": 0.1},"
                "{\"type\": \"x\\\"\\nset output '/tmp/evil'\", \"n_params\": 10, \"share\": 0.5}],"
                "\"tensors\": [{\"name\": \"<b>t</b>|\", \"type\": \"q\", \"rel_rmse\": 0.2}],"
                "\"layers\": [{\"layer\": 0, \"rel_rmse\": 0.1}]}",
@@ -530,7 +532,8 @@ Test(report, hostile_names_stay_inert)
     const char *gp[] = {"audit_shares_by_layer", "audit_pair_cosine", "quant_type_mix",
                         "quant_error_by_type"};
     for (size_t i = 0; i < 4; i++) {
-        char *g = join3(plots, "/", gp[i]), *gpath = join3(g, ".gp", ""), *dpath = join3(g, ".dat", "");
+        char *g = join3(plots, "/", gp[i]), *gpath = join3(g, ".gp", "");
+        char *dpath = join3(g, ".dat", "");
         char *s = slurp(gpath), *dd = slurp(dpath);
         cr_assert_not_null(s, "missing %s", gpath);
         cr_assert_not_null(dd, "missing %s", dpath);
