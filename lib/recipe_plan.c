@@ -74,38 +74,54 @@ static int source_len(const ms_recipe_source *s, int n_layers)
     return s->has_range ? s->layer_end - s->layer_start : n_layers;
 }
 
-/* Inputs of offset idx of slice sl: unique models in source order (a model
+/*
+ * The inputs of a slice, once: unique models in source order (a model
  * listed twice is one input, from its first entry), plus the base for
- * models: syntax when it is not listed. idx < 0 gives pre/post rows. */
-static ms_status fill_inputs(const ms_recipe_slice *sl, bool add_base, size_t base,
-                             int idx, ms_recipe_plan_layer *row, ms_error *err)
+ * models: syntax when it is not listed. in_layer holds the source's start.
+ * *dup tells whether any model was listed twice. seen has n_models slots.
+ */
+static ms_status slice_inputs(const ms_recipe_stage *st, const ms_recipe_slice *sl,
+                              bool add_base, size_t base, bool *seen,
+                              ms_recipe_plan_layer *tmpl, bool *dup, ms_error *err)
 {
-    row->inputs = ms_alloc_array(sl->n_sources + 1, sizeof(*row->inputs));
-    if (!row->inputs)
+    memset(seen, 0, st->n_models * sizeof(*seen));
+    tmpl->inputs = ms_alloc_array(sl->n_sources + 1, sizeof(*tmpl->inputs));
+    if (!tmpl->inputs)
         return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
-    row->n_inputs = 0;
+    tmpl->n_inputs = 0;
+    *dup = false;
     for (size_t i = 0; i < sl->n_sources; i++) {
         const ms_recipe_source *s = &sl->sources[i];
-        bool dup = false;
-        for (size_t j = 0; j < row->n_inputs; j++)
-            dup |= row->inputs[j].model == s->model;
-        if (dup)
+        if (seen[s->model]) {
+            *dup = true;
             continue;
-        ms_recipe_input *in = &row->inputs[row->n_inputs++];
+        }
+        seen[s->model] = true;
+        ms_recipe_input *in = &tmpl->inputs[tmpl->n_inputs++];
         in->model = s->model;
         in->source = i;
-        in->in_layer = idx < 0 ? -1 : (s->has_range ? s->layer_start : 0) + idx;
+        in->in_layer = s->has_range ? s->layer_start : 0;
     }
-    if (add_base && base != MS_RECIPE_NONE) {
-        bool listed = false;
-        for (size_t j = 0; j < row->n_inputs; j++)
-            listed |= row->inputs[j].model == base;
-        if (!listed) {
-            ms_recipe_input *in = &row->inputs[row->n_inputs++];
-            in->model = base;
-            in->source = MS_RECIPE_NONE;
-            in->in_layer = idx;
-        }
+    if (add_base && base != MS_RECIPE_NONE && !seen[base]) {
+        ms_recipe_input *in = &tmpl->inputs[tmpl->n_inputs++];
+        in->model = base;
+        in->source = MS_RECIPE_NONE;
+        in->in_layer = 0;
+    }
+    return MS_OK;
+}
+
+/* Row inputs from the slice template: layer offset idx, or -1 (pre/post). */
+static ms_status fill_inputs(const ms_recipe_plan_layer *tmpl, int idx,
+                             ms_recipe_plan_layer *row, ms_error *err)
+{
+    row->inputs = ms_alloc_array(tmpl->n_inputs ? tmpl->n_inputs : 1, sizeof(*row->inputs));
+    if (!row->inputs)
+        return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+    row->n_inputs = tmpl->n_inputs;
+    for (size_t i = 0; i < tmpl->n_inputs; i++) {
+        row->inputs[i] = tmpl->inputs[i];
+        row->inputs[i].in_layer = idx < 0 ? -1 : tmpl->inputs[i].in_layer + idx;
     }
     return MS_OK;
 }
@@ -131,11 +147,16 @@ static ms_status check_lengths(const ms_recipe_stage *st, const ms_recipe_slice 
     return rc;
 }
 
+/* (layer, input) pairs a plan may hold: 4M entries are under 100 MB, far
+ * beyond any real recipe (80 layers x 20 models is 1600). */
+#define MAX_PLAN_INPUTS 4000000
+
 static ms_status plan_slices(ms_recipe_plan *p, const ms_recipe_module *mod,
-                             int n_layers, ms_error *err)
+                             int n_layers, ms_recipe_plan_layer *tmpl, ms_error *err)
 {
     const ms_recipe_stage *st = p->stage;
     int total = 0;
+    size_t pairs = 0;
     ms_status rc;
     for (size_t si = 0; si < mod->n_slices; si++) {
         const ms_recipe_slice *sl = &mod->slices[si];
@@ -145,10 +166,13 @@ static ms_status plan_slices(ms_recipe_plan *p, const ms_recipe_module *mod,
         if (len > MAX_OUT_LAYERS - total)
             return ms_error_set_at(err, MS_ERR_FORMAT, NULL, sl->line, sl->col,
                                    "more than %d output layers", MAX_OUT_LAYERS);
+        pairs += (size_t)len * (tmpl[si].n_inputs);
+        if (pairs > MAX_PLAN_INPUTS)
+            return ms_error_set_at(err, MS_ERR_FORMAT, NULL, sl->line, sl->col,
+                                   "recipe too large: more than %d (layer, model) pairs",
+                                   MAX_PLAN_INPUTS);
         p->slices[si].out_start = total;
         p->slices[si].out_end = total + len;
-        p->slices[si].base_model = sl->base_model != MS_RECIPE_NONE ? sl->base_model
-                                                                   : st->base_model;
         total += len;
     }
     p->layers = calloc(total ? (size_t)total : 1, sizeof(*p->layers));
@@ -165,27 +189,44 @@ static ms_status plan_slices(ms_recipe_plan *p, const ms_recipe_module *mod,
             row->slice_len = len;
             row->t = len > 1 ? (double)i / (double)(len - 1) : 1.0;
             p->n_layers = row->out_layer + 1;
-            if ((rc = fill_inputs(&mod->slices[si], mod->models_syntax, ps->base_model,
-                                  i, row, err)))
+            if ((rc = fill_inputs(&tmpl[si], i, row, err)))
                 return rc;
         }
     }
     return MS_OK;
 }
 
-static ms_status plan_edges(ms_recipe_plan *p, const ms_recipe_module *mod, ms_error *err)
+/* One template row per slice (its unique inputs), then layers and edges. */
+static ms_status plan_all(ms_recipe_plan *p, const ms_recipe_module *mod, int n_layers,
+                          ms_error *err)
 {
+    const ms_recipe_stage *st = p->stage;
     size_t last = mod->n_slices - 1;
-    ms_status rc;
+    ms_recipe_plan_layer *tmpl = calloc(mod->n_slices, sizeof(*tmpl));
+    bool *seen = calloc(st->n_models + 1, sizeof(bool));
+    ms_status rc = tmpl && seen ? MS_OK
+                                : ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+    for (size_t si = 0; !rc && si < mod->n_slices; si++) {
+        const ms_recipe_slice *sl = &mod->slices[si];
+        p->slices[si].base_model = sl->base_model != MS_RECIPE_NONE ? sl->base_model
+                                                                   : st->base_model;
+        rc = slice_inputs(st, sl, mod->models_syntax, p->slices[si].base_model, seen,
+                          &tmpl[si], &p->slices[si].has_duplicates, err);
+    }
+    if (!rc)
+        rc = plan_slices(p, mod, n_layers, tmpl, err);
     p->pre.out_layer = p->post.out_layer = -1;
     p->pre.slice = 0;
     p->post.slice = last;
-    p->pre.t = p->post.t = 0.0;
-    if ((rc = fill_inputs(&mod->slices[0], mod->models_syntax, p->slices[0].base_model,
-                          -1, &p->pre, err)))
-        return rc;
-    return fill_inputs(&mod->slices[last], mod->models_syntax, p->slices[last].base_model,
-                       -1, &p->post, err);
+    if (!rc)
+        rc = fill_inputs(&tmpl[0], -1, &p->pre, err);
+    if (!rc)
+        rc = fill_inputs(&tmpl[last], -1, &p->post, err);
+    for (size_t si = 0; tmpl && si < mod->n_slices; si++)
+        free(tmpl[si].inputs);
+    free(tmpl);
+    free(seen);
+    return rc;
 }
 
 ms_status ms_recipe_plan_build(const ms_recipe_stage *st, size_t module,
@@ -212,9 +253,7 @@ ms_status ms_recipe_plan_build(const ms_recipe_stage *st, size_t module,
         free(p);
         return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
     }
-    rc = plan_slices(p, mod, n_layers, err);
-    if (!rc)
-        rc = plan_edges(p, mod, err);
+    rc = plan_all(p, mod, n_layers, err);
     if (rc) {
         ms_recipe_plan_free(p);
         return rc;
@@ -296,7 +335,13 @@ static bool lookup_levels(const rq *q, ms_param p, const char *name, bool per_mo
 {
     const ms_recipe_stage *st = q->plan->stage;
     double t = q->row->t;
-    if (per_model) {
+    if (per_model && q->input->source != MS_RECIPE_NONE &&
+        !q->plan->slices[q->row->slice].has_duplicates) {
+        if (lookup(&q->slice->sources[q->input->source].params, p, name, t, MS_ORIGIN_MODEL,
+                   out))
+            return true;
+    } else if (per_model) {
+        /* mergekit tries every entry naming the model, in order */
         for (size_t i = 0; i < q->slice->n_sources; i++) {
             const ms_recipe_source *s = &q->slice->sources[i];
             if (s->model == q->input->model &&

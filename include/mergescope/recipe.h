@@ -260,6 +260,7 @@ typedef struct ms_recipe_plan_layer {
 typedef struct ms_recipe_plan_slice {
     int out_start, out_end;   /* [start, end) output layers */
     size_t base_model;        /* effective base (slice or top), or NONE */
+    bool has_duplicates;      /* a model is listed more than once */
 } ms_recipe_plan_slice;
 
 typedef struct ms_recipe_plan {
