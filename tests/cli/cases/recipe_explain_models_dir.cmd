@@ -1,0 +1,1 @@
+recipe explain $GEN/tiny/recipes/linear.yml --models-dir $GEN
