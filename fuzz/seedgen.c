@@ -73,15 +73,21 @@ static int write_out(const char *dir, const char *name, const void *p, size_t n)
 
 /* ==== GGUF ==== */
 
-/* Row length shrunk to at most two blocks (64 elements for plain types). */
-static uint64_t small_ne0(const ms_gguf_tensor *t)
+/* How far a GGUF is shrunk: row length in blocks (plain types: elements)
+ * and rows per higher dimension. */
+typedef struct shrink {
+    uint64_t blocks, plain, rows;
+} shrink;
+
+static uint64_t small_ne0(const ms_gguf_tensor *t, const shrink *s)
 {
     uint64_t blk = ms_dtype_get(t->dtype)->block_elems;
-    uint64_t want = blk == 1 ? 64 : 2 * blk;
+    uint64_t want = blk == 1 ? s->plain : s->blocks * blk;
     return (uint64_t)t->ne[0] < want ? (uint64_t)t->ne[0] : want;
 }
 
-static int shrink_gguf(const char *src, const char *outdir, const char *name)
+static int shrink_gguf_as(const char *src, const char *outdir, const char *name,
+                          const shrink *s)
 {
     ms_gguf_file *f;
     ms_error e;
@@ -97,9 +103,9 @@ static int shrink_gguf(const char *src, const char *outdir, const char *name)
     uint64_t off = 0;
     for (size_t i = 0; i < f->n_tensors; i++) {
         const ms_gguf_tensor *t = &f->tensors[i];
-        uint64_t ne[4] = {small_ne0(t), 1, 1, 1}, n = ne[0];
+        uint64_t ne[4] = {small_ne0(t, s), 1, 1, 1}, n = ne[0];
         for (int d = 1; d < t->n_dims; d++) {
-            ne[d] = t->ne[d] < 2 ? (uint64_t)t->ne[d] : 2;
+            ne[d] = (uint64_t)t->ne[d] < s->rows ? (uint64_t)t->ne[d] : s->rows;
             n *= ne[d];
         }
         ms_dtype_nbytes(t->dtype, n, &size[i]);
@@ -125,6 +131,21 @@ static int shrink_gguf(const char *src, const char *outdir, const char *name)
     free(b.p);
     ms_gguf_close(f);
     return ok;
+}
+
+/* Parser seeds: two blocks by two rows. */
+static int shrink_gguf(const char *src, const char *outdir, const char *name)
+{
+    const shrink s = {2, 64, 2};
+    return shrink_gguf_as(src, outdir, name, &s);
+}
+
+/* Model seeds: 16 rows, enough for the Q/K head permutation to apply with
+ * the files' head counts; one block per row to stay small. */
+static int shrink_gguf_rows(const char *src, const char *outdir, const char *name)
+{
+    const shrink s = {1, 8, 16};
+    return shrink_gguf_as(src, outdir, name, &s);
 }
 
 /* ==== safetensors ==== */
@@ -249,7 +270,7 @@ int main(int argc, char **argv)
     mkdir(argv[2], 0777);
     char *gg = subdir(argv[2], "gguf"), *st = subdir(argv[2], "safetensors");
     char *rc = subdir(argv[2], "recipe"), *cf = subdir(argv[2], "config");
-    char *im = subdir(argv[2], "imatrix");
+    char *im = subdir(argv[2], "imatrix"), *mg = subdir(argv[2], "model_gguf");
     int n = 0;
     n += each(sh, "real-gguf/gguf", ".gguf", gg, "", shrink_gguf, 0);
     n += each(sh, "real-gguf/source", ".gguf", gg, "", shrink_gguf, 0);
@@ -261,6 +282,8 @@ int main(int argc, char **argv)
     n += each(sh, "real-gguf/source", "config.json", cf, "real-gguf-", copy_file, 0);
     n += each(sh, "real-models/stories260K-family", "config.json", cf, "stories-", copy_file,
               0);
+    n += each(sh, "real-gguf/gguf", ".gguf", mg, "", shrink_gguf_rows, 0);
+    n += each(sh, "real-models/stories260K-family", ".gguf", mg, "", shrink_gguf_rows, 0);
     n += each(sh, "real-gguf/source", "imatrix.gguf", im, "", shrink_gguf, 0);
     n += each(sh, "real-gguf/source", "imatrix.dat", im, "", copy_file, 0);
     printf("seedgen: %d seeds from %s\n", n, sh);
@@ -269,5 +292,6 @@ int main(int argc, char **argv)
     free(rc);
     free(cf);
     free(im);
+    free(mg);
     return 0;
 }
