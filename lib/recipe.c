@@ -172,12 +172,16 @@ static ms_status parse_value(rctx *c, const ms_ynode *n, const char *what,
     if (n->n_items == 0)
         return bad(c, n, "%s is an empty list (a gradient needs at least one number)", what);
     v->v = ms_alloc_array(n->n_items, sizeof(double));
-    if (!v->v)
+    v->elem_line = ms_alloc_array(n->n_items, sizeof(int));
+    v->elem_col = ms_alloc_array(n->n_items, sizeof(int));
+    if (!v->v || !v->elem_line || !v->elem_col)
         return nomem(c);
     v->n = n->n_items;
     v->is_list = true;
     for (size_t i = 0; i < n->n_items; i++) {
         const ms_ynode *e = ms_ychild(c->d, n, i);
+        v->elem_line[i] = e->line;
+        v->elem_col[i] = e->col;
         if (e->type != MS_Y_SCALAR)
             return bad(c, e, "%s: a gradient holds numbers only, got %s", what,
                        type_name(e));
@@ -816,15 +820,22 @@ static ms_status parse_stage(rctx *c, const ms_ynode *root)
 
 /* ================================================= stages and lifetime */
 
+static void value_free(ms_recipe_value *v)
+{
+    free(v->v);
+    free(v->elem_line);
+    free(v->elem_col);
+}
+
 static void paramset_free(ms_recipe_paramset *ps)
 {
     for (size_t i = 0; i < ps->n; i++) {
         ms_recipe_setting *s = &ps->items[i];
         free(s->name);
-        free(s->value.v);
+        value_free(&s->value);
         for (size_t j = 0; j < s->n_conds; j++) {
             free(s->conds[j].filter);
-            free(s->conds[j].value.v);
+            value_free(&s->conds[j].value);
         }
         free(s->conds);
     }

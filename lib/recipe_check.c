@@ -85,7 +85,9 @@ static ms_status check_value(cctx *c, const ms_recipe_setting *s, const prange *
                              const ms_recipe_value *v)
 {
     for (size_t i = 0; i < v->n; i++) {
-        ms_status rc = check_number(c, s, r, v->v[i], v->line, v->col);
+        int line = v->elem_line ? v->elem_line[i] : v->line;
+        int col = v->elem_col ? v->elem_col[i] : v->col;
+        ms_status rc = check_number(c, s, r, v->v[i], line, col);
         if (rc)
             return rc;
     }

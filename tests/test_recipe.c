@@ -723,6 +723,10 @@ Test(recipe, bad_ranges_and_types)
     /* the example, at the value's line and column */
     parse_bad("merge_method: ties\nbase_model: b\nmodels:\n  - model: a\n    parameters:\n"
               "      weight: 1\n      density: 1.4\n", 7, 16, "density must be in (0, 1], got 1.4");
+    /* inside a gradient: the offending entry's own column */
+    parse_bad("merge_method: ties\nbase_model: b\nmodels:\n  - model: a\n    parameters:\n"
+              "      weight: 1\n      density: [0.5, 0.9, 1.2]\n", 7, 27,
+              "density must be in (0, 1], got 1.2");
     parse_bad("merge_method: ties\nbase_model: b\nmodels:\n  - model: a\n    parameters:\n"
               "      weight: 1\n      density: abc\n", 7, 16, "must be a number, got 'abc'");
     parse_bad("merge_method: ties\nbase_model: b\nmodels:\n  - model: a\n    parameters:\n"

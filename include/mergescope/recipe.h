@@ -114,6 +114,7 @@ typedef struct ms_recipe_value {
     size_t n;
     bool is_list;
     int line, col;
+    int *elem_line, *elem_col; /* per entry when is_list, else NULL */
 } ms_recipe_value;
 
 typedef struct ms_recipe_cond {
