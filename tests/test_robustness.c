@@ -1,0 +1,881 @@
+/*
+ * test_robustness.c - hostile inputs through the real binary.
+ *
+ * A malformed-input corpus is generated here, in a temporary directory, from
+ * tiny valid files written by this test and from copies of the generated
+ * and real fixtures: truncations at every structure boundary, lying lengths
+ * and counts, overflowing shapes, offsets past the end, overlapping tensors,
+ * unknown types, bad UTF-8, shard path traversal, config.json and recipe
+ * garbage (aliases, nesting, huge numbers, wrong types), lying imatrix
+ * counts. Every file goes through the command a user would run on it
+ * (inspect, recipe check, quant --imatrix) under RLIMIT_CPU and RLIMIT_AS
+ * (no address-space limit under ASan), and must end with exit status 2 and
+ * exactly one stderr line "mergescope: ..." naming the file and, for binary
+ * files and recipes, the place (offset N or LINE:COL); no signal, no hang.
+ *
+ * Each valid starting file is also run and must succeed, so a failure is
+ * caused by the mutation and nothing else. The --max-memory budget and an
+ * address-space-limited streaming run are tested at the end.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "robust_run.h"
+#include "testutil.h"
+#include "mergescope/util.h"
+#include "mergescope/banned.h"
+
+/* ==== the verdict on one run ==== */
+
+typedef enum place_kind {
+    PL_NONE,     /* the file must be named; no place required */
+    PL_OFFSET,   /* "offset N" */
+    PL_LINECOL,  /* "FILE:LINE:COL:" */
+    PL_ANY       /* either */
+} place_kind;
+
+typedef struct corpus {
+    char *dir;        /* temporary directory of the generated files */
+    int n_cases, n_failed, n_known;
+    double worst_wall;
+} corpus;
+
+/*
+ * Known library bugs, reported and owned elsewhere: a case whose label
+ * contains one of these is logged as a warning instead of failing, unless
+ * MS_ROBUST_STRICT is set in the environment. Crashes, signals and hangs are
+ * never excused. Remove an entry when its bug is fixed.
+ */
+static const struct { const char *label, *owner; } KNOWN[] = {
+    {"UTF-8 in a tensor name (gguf)", "lib/gguf.c accepts tensor names that are not UTF-8"},
+    {"UTF-8 in a key (gguf)", "lib/gguf.c accepts keys that are not UTF-8"},
+    {"UTF-8 in a string value (gguf)", "lib/gguf.c accepts string values that are not UTF-8"},
+};
+
+static const char *known_bug(const char *label, const rb_result *r)
+{
+    if (getenv("MS_ROBUST_STRICT") || r->sig || r->timed_out)
+        return NULL;
+    for (size_t i = 0; i < sizeof(KNOWN) / sizeof(KNOWN[0]); i++)
+        if (strstr(label, KNOWN[i].label))
+            return KNOWN[i].owner;
+    return NULL;
+}
+
+static void corpus_init(corpus *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->dir = ms_test_tmpdir();
+    cr_assert(c->dir, "cannot make a temporary directory");
+}
+
+static void corpus_done(corpus *c, int min_cases)
+{
+    cr_log_info("%d hostile inputs, slowest run %.2f s, %d known bugs", c->n_cases,
+                c->worst_wall, c->n_known);
+    cr_expect_geq(c->n_cases, min_cases, "corpus smaller than expected (%d)", c->n_cases);
+    cr_expect_eq(c->n_failed, 0, "%d of %d hostile inputs were mishandled", c->n_failed,
+                 c->n_cases);
+    rb_rmtree(c->dir);
+    free(c->dir);
+}
+
+static char *cpath(const corpus *c, const char *name)
+{
+    return ms_path_join(c->dir, name);
+}
+
+static bool has_offset(const char *s)
+{
+    for (const char *p = strstr(s, "offset "); p; p = strstr(p + 1, "offset "))
+        if (p[7] >= '0' && p[7] <= '9')
+            return true;
+    return false;
+}
+
+/* "NAME:LINE:COL:" right after the file name. */
+static bool has_linecol(const char *s, const char *name)
+{
+    for (const char *p = strstr(s, name); p; p = strstr(p + 1, name)) {
+        const char *q = p + strlen(name);
+        int fields = 0;
+        while (*q == ':' && q[1] >= '0' && q[1] <= '9') {
+            q++;
+            while (*q >= '0' && *q <= '9')
+                q++;
+            fields++;
+        }
+        if (fields == 2 && *q == ':')
+            return true;
+    }
+    return false;
+}
+
+/* Why the run is not the one-line exit-2 error wanted, or NULL. */
+static const char *verdict(const rb_result *r, const char *file, place_kind pk)
+{
+    const char *e = r->err;
+    const char *nl = strchr(e, '\n');
+    if (r->timed_out)
+        return "did not finish in time";
+    if (r->sig)
+        return "killed by a signal";
+    if (r->status != 2)
+        return "exit status is not 2";
+    if (strncmp(e, "mergescope: ", 12) != 0)
+        return "stderr does not start with 'mergescope: '";
+    if (!nl || nl[1] != '\0')
+        return "stderr is not exactly one line";
+    if (!strstr(e, file))
+        return "the message does not name the file";
+    if ((pk == PL_OFFSET && !has_offset(e)) || (pk == PL_LINECOL && !has_linecol(e, file)) ||
+        (pk == PL_ANY && !has_offset(e) && !has_linecol(e, file)))
+        return "the message gives no place";
+    return NULL;
+}
+
+/* Run argv and check it fails cleanly; `file` is the name the message must
+ * contain (usually the basename of the hostile file). */
+static void expect_bad(corpus *c, const char *label, const char *const *argv,
+                       const char *file, place_kind pk)
+{
+    rb_result r;
+    rb_run(argv, NULL, &r);
+    const char *why = verdict(&r, file, pk);
+    c->n_cases++;
+    if (r.wall > c->worst_wall)
+        c->worst_wall = r.wall;
+    const char *known = why ? known_bug(label, &r) : NULL;
+    if (known) {
+        c->n_known++;
+        cr_log_warn("KNOWN BUG, not failing: %s: %s (status %d): %s", label, why, r.status,
+                    known);
+    } else if (why) {
+        c->n_failed++;
+        cr_expect_fail("%s: %s (status %d, signal %d, %.2f s); stderr: %.600s", label, why,
+                       r.status, r.sig, r.wall, r.err);
+    }
+    rb_free(&r);
+}
+
+/* The valid starting point must work, or the corpus proves nothing. */
+static void expect_good(const char *label, const char *const *argv)
+{
+    rb_result r;
+    rb_run(argv, NULL, &r);
+    cr_assert_eq(r.status, 0, "%s: the valid file fails (status %d): %.600s", label,
+                 r.status, r.err);
+    rb_free(&r);
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    cr_assert(ms_test_write(path, data, len), "cannot write %s", path);
+}
+
+static inline void write_text(const char *path, const char *text)
+{
+    write_file(path, text, strlen(text));
+}
+
+/* inspect FILE on a hostile file with these bytes. */
+static void inspect_bytes(corpus *c, const char *label, const char *name, const void *data,
+                          size_t len, place_kind pk)
+{
+    char *p = cpath(c, name);
+    write_file(p, data, len);
+    const char *argv[] = {"inspect", "--quiet", p, NULL};
+    expect_bad(c, label, argv, name, pk);
+    unlink(p);
+    free(p);
+}
+
+/* ==== little-endian byte buffers ==== */
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void sb_le(ms_sb *b, uint64_t v, int n)
+{
+    uint8_t t[8];
+    put_le(t, v, n);
+    ms_sb_addn(b, (const char *)t, (size_t)n);
+}
+
+static void sb_gstr(ms_sb *b, const char *s)
+{
+    sb_le(b, strlen(s), 8);
+    ms_sb_add(b, s);
+}
+
+static uint8_t *dup_bytes(const void *p, size_t n)
+{
+    uint8_t *d = malloc(n ? n : 1);
+    cr_assert(d);
+    memcpy(d, p, n);
+    return d;
+}
+
+/* ==== safetensors ==== */
+
+#define ST_A "\"model.embed_tokens.weight\""
+#define ST_B "\"model.norm.weight\""
+#define ST_META "\"__metadata__\":{\"format\":\"pt\"}"
+#define ST_GOOD "{" ST_META "," ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0,96]}," \
+    ST_B ":{\"dtype\":\"F16\",\"shape\":[6],\"data_offsets\":[96,108]}}"
+
+/* 8-byte length, header padded to 8 with spaces, then data_len bytes. */
+static uint8_t *st_build(const char *header, size_t data_len, size_t *len)
+{
+    ms_sb b = MS_SB_INIT;
+    size_t hl = strlen(header), pad = (8 - hl % 8) % 8;
+    sb_le(&b, hl + pad, 8);
+    ms_sb_add(&b, header);
+    for (size_t i = 0; i < pad; i++)
+        ms_sb_addc(&b, ' ');
+    for (size_t i = 0; i < data_len; i++)
+        ms_sb_addc(&b, (char)(i % 3 == 0 ? 0x3c : 0));
+    *len = b.len;
+    return (uint8_t *)ms_sb_detach(&b);
+}
+
+static void st_case(corpus *c, const char *label, const char *header, size_t data_len)
+{
+    size_t n;
+    uint8_t *d = st_build(header, data_len, &n);
+    inspect_bytes(c, label, "bad.safetensors", d, n, PL_OFFSET);
+    free(d);
+}
+
+static void st_truncations(corpus *c, const uint8_t *good, size_t n, uint64_t hlen,
+                           const uint64_t *ends, size_t n_ends, const char *what)
+{
+    uint64_t cuts[64];
+    size_t nc = 0;
+    const uint64_t fixed[] = {0, 1, 7, 8, 9, 8 + hlen / 2, 8 + hlen - 1, 8 + hlen};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        cuts[nc++] = fixed[i];
+    for (size_t i = 0; i < n_ends && nc + 2 < 64; i++) {
+        cuts[nc++] = 8 + hlen + ends[i] - 1;
+        if (ends[i] > 1)
+            cuts[nc++] = 8 + hlen + ends[i] / 2;
+    }
+    for (size_t i = 0; i < nc; i++) {
+        char label[128];
+        if (cuts[i] >= n)
+            continue;
+        snprintf(label, sizeof(label), "%s truncated to %llu bytes", what,
+                 (unsigned long long)cuts[i]);
+        inspect_bytes(c, label, "cut.safetensors", good, (size_t)cuts[i], PL_OFFSET);
+    }
+}
+
+Test(robust, safetensors_corpus, .timeout = 300)
+{
+    corpus c;
+    corpus_init(&c);
+    size_t n;
+    uint8_t *good = st_build(ST_GOOD, 108, &n);
+    char *gp = cpath(&c, "good.safetensors");
+    write_file(gp, good, n);
+    const char *gargv[] = {"inspect", "--quiet", gp, NULL};
+    expect_good("tiny safetensors", gargv);
+    free(gp);
+
+    uint64_t hlen = get_le(good, 8);
+    const uint64_t ends[] = {96, 108};
+    st_truncations(&c, good, n, hlen, ends, 2, "tiny safetensors");
+
+    /* lying header lengths */
+    const uint64_t lies[] = {0, 1, 2, hlen - 1, hlen + 1, n - 8, n - 7, n, UINT64_MAX,
+                             (uint64_t)1 << 63, ((uint64_t)1 << 32) + hlen};
+    for (size_t i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
+        char label[96];
+        uint8_t *d = dup_bytes(good, n);
+        put_le(d, lies[i], 8);
+        snprintf(label, sizeof(label), "header length %llu (true %llu)",
+                 (unsigned long long)lies[i], (unsigned long long)hlen);
+        inspect_bytes(&c, label, "len.safetensors", d, n, PL_OFFSET);
+        free(d);
+    }
+
+    static const struct { const char *label, *header; } hdrs[] = {
+        {"header is an array", "[1,2,3]"},
+        {"header is a string", "\"hello\""},
+        {"header is not JSON", "{\"a\": nope}"},
+        {"header is cut JSON", "{" ST_META "," ST_A ":{\"dtype\":\"F32\",\"sha"},
+        {"tensor entry is a number", "{" ST_A ":5}"},
+        {"missing dtype", "{" ST_A ":{\"shape\":[4,6],\"data_offsets\":[0,96]}}"},
+        {"missing shape", "{" ST_A ":{\"dtype\":\"F32\",\"data_offsets\":[0,96]}}"},
+        {"missing offsets", "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6]}}"},
+        {"unknown dtype", "{" ST_A ":{\"dtype\":\"F7\",\"shape\":[4,6],\"data_offsets\":[0,96]}}"},
+        {"empty dtype", "{" ST_A ":{\"dtype\":\"\",\"shape\":[4,6],\"data_offsets\":[0,96]}}"},
+        {"dtype is a number", "{" ST_A ":{\"dtype\":32,\"shape\":[4,6],\"data_offsets\":[0,96]}}"},
+        {"ggml type as dtype", "{" ST_A ":{\"dtype\":\"Q4_0\",\"shape\":[4,6],\"data_offsets\":[0,96]}}"},
+        {"negative dim", "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[-4,-6],\"data_offsets\":[0,96]}}"},
+        {"fractional dim", "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4.5,6],\"data_offsets\":[0,96]}}"},
+        {"string dim", "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[\"4\",6],\"data_offsets\":[0,96]}}"},
+        {"huge dim", "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[1e30,6],\"data_offsets\":[0,96]}}"},
+        {"dims overflow u64 to zero bytes",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}"},
+        {"dims product overflows u64",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+                 "\"data_offsets\":[0,96]}}"},
+        {"element count times size overflows",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}"},
+        {"shape is a number", "{" ST_A ":{\"dtype\":\"F32\",\"shape\":24,\"data_offsets\":[0,96]}}"},
+        {"offsets past the end",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[1000000000,1000000096]}}"},
+        {"end before begin", "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[96,0]}}"},
+        {"negative offset", "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[-8,88]}}"},
+        {"offsets disagree with the shape",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0,100]}}"},
+        {"offsets as strings",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[\"0\",\"96\"]}}"},
+        {"one offset", "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0]}}"},
+        {"huge offsets",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[1e300,1e300]}}"},
+        {"offset near 2^64",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],"
+                 "\"data_offsets\":[18446744073709551520,18446744073709551615]}}"},
+        {"second tensor runs past the end",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0,96]},"
+             ST_B ":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[96,120]}}"},
+        {"overlapping tensors",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0,96]},"
+             ST_B ":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[72,96]}}"},
+        {"two tensors on the same bytes",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0,96]},"
+             ST_B ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0,96]}}"},
+        {"duplicate tensor name",
+         "{" ST_A ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0,96]},"
+             ST_A ":{\"dtype\":\"F16\",\"shape\":[6],\"data_offsets\":[96,108]}}"},
+        {"embedded NUL makes two names one",
+         "{\"model.norm.weight\\u0000x\":{\"dtype\":\"F16\",\"shape\":[6],\"data_offsets\":[96,108]},"
+             ST_B ":{\"dtype\":\"F16\",\"shape\":[6],\"data_offsets\":[96,108]}}"},
+        {"metadata is an array", "{\"__metadata__\":[1]," ST_A
+             ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0,96]}}"},
+        {"metadata value is an object", "{\"__metadata__\":{\"format\":{\"x\":1}}," ST_A
+             ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0,96]}}"},
+    };
+    for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
+        st_case(&c, hdrs[i].label, hdrs[i].header, 108);
+
+    /* bad UTF-8 in a tensor name and in metadata (same lengths as valid ones) */
+    static const char *const bad_utf8[] = {"\xff\xfe", "\xc0\xaf", "\xed\xa0\x80", "\xc3"};
+    for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
+        char h[512], label[96];
+        snprintf(h, sizeof(h), "{" ST_META ",\"model.%s.weight\":{\"dtype\":\"F32\",\"shape\":[4,6],"
+                 "\"data_offsets\":[0,96]}," ST_B ":{\"dtype\":\"F16\",\"shape\":[6],"
+                 "\"data_offsets\":[96,108]}}", bad_utf8[i]);
+        snprintf(label, sizeof(label), "bad UTF-8 #%zu in a tensor name", i);
+        st_case(&c, label, h, 108);
+        snprintf(h, sizeof(h), "{\"__metadata__\":{\"format\":\"p%st\"}," ST_A ":{\"dtype\":\"F32\","
+                 "\"shape\":[4,6],\"data_offsets\":[0,96]}}", bad_utf8[i]);
+        snprintf(label, sizeof(label), "bad UTF-8 #%zu in metadata", i);
+        st_case(&c, label, h, 96);
+    }
+
+    /* deep nesting in metadata, and a header of a million brackets */
+    ms_sb deep = MS_SB_INIT;
+    ms_sb_add(&deep, "{\"__metadata__\":{\"x\":");
+    for (int i = 0; i < 100000; i++)
+        ms_sb_addc(&deep, '[');
+    for (int i = 0; i < 100000; i++)
+        ms_sb_addc(&deep, ']');
+    ms_sb_add(&deep, "}}");
+    st_case(&c, "metadata nested 100000 deep", ms_sb_str(&deep), 0);
+    ms_sb_reset(&deep);
+    for (int i = 0; i < 1000000; i++)
+        ms_sb_addc(&deep, '[');
+    st_case(&c, "a million open brackets", ms_sb_str(&deep), 0);
+    ms_sb_free(&deep);
+    free(good);
+
+    /* a real checkpoint: truncations at every tensor boundary, lying lengths */
+    char *real = ms_test_shared("real-gguf/source/model-f32.safetensors");
+    if (real) {
+        uint8_t *d;
+        size_t rn;
+        cr_assert(rb_read(real, &d, &rn));
+        uint64_t rh = get_le(d, 8);
+        cJSON *h = cJSON_ParseWithLength((const char *)d + 8, (size_t)rh);
+        cr_assert(h, "real safetensors header does not parse");
+        uint64_t rends[48];
+        size_t ne = 0;
+        const cJSON *t;
+        cJSON_ArrayForEach(t, h) {
+            const cJSON *off = cJSON_GetObjectItem(t, "data_offsets");
+            if (cJSON_IsArray(off) && ne < 48)
+                rends[ne++] = (uint64_t)cJSON_GetArrayItem(off, 1)->valuedouble;
+        }
+        cJSON_Delete(h);
+        st_truncations(&c, d, rn, rh, rends, ne < 24 ? ne : 24, "real safetensors");
+        put_le(d, rh + 4096, 8);
+        inspect_bytes(&c, "real safetensors with a lying header length", "lie.safetensors",
+                      d, rn, PL_OFFSET);
+        free(d);
+        free(real);
+    } else {
+        cr_log_warn("../shared/fixtures absent: real safetensors part skipped");
+    }
+    corpus_done(&c, 80);
+}
+
+/* ==== GGUF ==== */
+
+enum { GT_U8, GT_I8, GT_U16, GT_I16, GT_U32, GT_I32, GT_F32, GT_BOOL, GT_STR, GT_ARR,
+       GT_U64, GT_I64, GT_F64 };
+
+#define GW_MAX_KV 128
+#define GW_MAX_T 512
+#define GW_MAX_CUTS 4096
+
+/* Where every field of a GGUF file is, found by an independent walk. */
+typedef struct gwalk {
+    size_t n_kv, n_t;
+    size_t kv_key[GW_MAX_KV], kv_type[GW_MAX_KV], kv_val[GW_MAX_KV];
+    size_t t_name[GW_MAX_T], t_ndim[GW_MAX_T], t_ne0[GW_MAX_T], t_type[GW_MAX_T],
+        t_off[GW_MAX_T];
+    size_t align_val;   /* position of general.alignment's value, 0 if none */
+    size_t arr_count;   /* position of the first array's count, 0 if none */
+    size_t str_val;     /* position of a string value (not the architecture) */
+    uint64_t alignment, data_start;
+    size_t cuts[GW_MAX_CUTS], n_cuts;
+} gwalk;
+
+typedef struct gcur {
+    const uint8_t *p;
+    size_t n, at;
+    gwalk *w;
+} gcur;
+
+static void gw_cut(gcur *c)
+{
+    if (c->w->n_cuts < GW_MAX_CUTS)
+        c->w->cuts[c->w->n_cuts++] = c->at;
+}
+
+static bool gw_take(gcur *c, size_t k, uint64_t *v)
+{
+    if (c->n - c->at < k)
+        return false;
+    if (v)
+        *v = get_le(c->p + c->at, (int)k);
+    c->at += k;
+    return true;
+}
+
+static bool gw_str(gcur *c, bool cut)
+{
+    uint64_t len;
+    if (!gw_take(c, 8, &len))
+        return false;
+    if (cut)
+        gw_cut(c);
+    if (len > c->n - c->at)
+        return false;
+    c->at += (size_t)len;
+    return true;
+}
+
+static size_t gw_scalar(uint64_t type)
+{
+    static const size_t sz[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return type < 13 ? sz[type] : 0;
+}
+
+static bool gw_value(gcur *c, uint64_t type, int depth)
+{
+    if (type == GT_STR)
+        return gw_str(c, false);
+    if (type == GT_ARR && depth < 4) {
+        uint64_t et, cnt;
+        if (!gw_take(c, 4, &et))
+            return false;
+        if (!c->w->arr_count)
+            c->w->arr_count = c->at;
+        if (!gw_take(c, 8, &cnt))
+            return false;
+        gw_cut(c);
+        for (uint64_t i = 0; i < cnt; i++)
+            if (!gw_value(c, et, depth + 1))
+                return false;
+        return true;
+    }
+    size_t k = gw_scalar(type);
+    return k && gw_take(c, k, NULL);
+}
+
+static bool gw_walk(const uint8_t *p, size_t n, gwalk *w)
+{
+    gcur c = {p, n, 0, w};
+    uint64_t ver, nt, nkv;
+    memset(w, 0, sizeof(*w));
+    w->alignment = 32;
+    if (n < 24 || memcmp(p, "GGUF", 4) != 0)
+        return false;
+    c.at = 4;
+    gw_cut(&c);
+    gw_take(&c, 4, &ver);
+    gw_cut(&c);
+    gw_take(&c, 8, &nt);
+    gw_cut(&c);
+    gw_take(&c, 8, &nkv);
+    gw_cut(&c);
+    if (nkv > GW_MAX_KV || nt > GW_MAX_T)
+        return false;
+    for (uint64_t i = 0; i < nkv; i++) {
+        uint64_t type;
+        size_t key = c.at;
+        w->kv_key[i] = key;
+        if (!gw_str(&c, true))
+            return false;
+        gw_cut(&c);
+        w->kv_type[i] = c.at;
+        if (!gw_take(&c, 4, &type))
+            return false;
+        gw_cut(&c);
+        w->kv_val[i] = c.at;
+        if (get_le(p + key, 8) == 17 && !memcmp(p + key + 8, "general.alignment", 17)) {
+            w->align_val = c.at;
+            w->alignment = get_le(p + c.at, 4);
+        }
+        if (type == GT_STR && !w->str_val && get_le(p + c.at, 8) > 0 &&
+            memcmp(p + key + 8, "general.architecture", 20) != 0)
+            w->str_val = c.at;
+        if (!gw_value(&c, type, 0))
+            return false;
+        gw_cut(&c);
+    }
+    w->n_kv = (size_t)nkv;
+    for (uint64_t i = 0; i < nt; i++) {
+        uint64_t nd;
+        w->t_name[i] = c.at;
+        if (!gw_str(&c, true))
+            return false;
+        gw_cut(&c);
+        w->t_ndim[i] = c.at;
+        if (!gw_take(&c, 4, &nd) || nd > 4)
+            return false;
+        gw_cut(&c);
+        w->t_ne0[i] = c.at;
+        for (uint64_t d = 0; d < nd; d++) {
+            if (!gw_take(&c, 8, NULL))
+                return false;
+            gw_cut(&c);
+        }
+        w->t_type[i] = c.at;
+        if (!gw_take(&c, 4, NULL))
+            return false;
+        gw_cut(&c);
+        w->t_off[i] = c.at;
+        if (!gw_take(&c, 8, NULL))
+            return false;
+        gw_cut(&c);
+    }
+    w->n_t = (size_t)nt;
+    if (!w->alignment)
+        return false;
+    w->data_start = (c.at + w->alignment - 1) / w->alignment * w->alignment;
+    for (size_t i = 0; i < w->n_t; i++) {
+        uint64_t off = get_le(p + w->t_off[i], 8);
+        if (w->n_cuts < GW_MAX_CUTS && w->data_start + off < n)
+            w->cuts[w->n_cuts++] = (size_t)(w->data_start + off);
+    }
+    return true;
+}
+
+/* A tiny llama-ish GGUF: a few keys (string, u32, array) and three
+ * tensors (F32, F32, Q8_0). */
+static uint8_t *gguf_build(size_t *len)
+{
+    ms_sb b = MS_SB_INIT;
+    ms_sb_add(&b, "GGUF");
+    sb_le(&b, 3, 4);
+    sb_le(&b, 3, 8);
+    sb_le(&b, 5, 8);
+    sb_gstr(&b, "general.architecture");
+    sb_le(&b, GT_STR, 4);
+    sb_gstr(&b, "llama");
+    sb_gstr(&b, "general.alignment");
+    sb_le(&b, GT_U32, 4);
+    sb_le(&b, 32, 4);
+    sb_gstr(&b, "general.name");
+    sb_le(&b, GT_STR, 4);
+    sb_gstr(&b, "tiny");
+    sb_gstr(&b, "llama.block_count");
+    sb_le(&b, GT_U32, 4);
+    sb_le(&b, 1, 4);
+    sb_gstr(&b, "tokenizer.ggml.tokens");
+    sb_le(&b, GT_ARR, 4);
+    sb_le(&b, GT_STR, 4);
+    sb_le(&b, 3, 8);
+    sb_gstr(&b, "a");
+    sb_gstr(&b, "b");
+    sb_gstr(&b, "c");
+    /* token_embd F32 [8, 2] at 0; blk.0.attn_norm F32 [8] at 64; output
+     * Q8_0 [32, 2] (2 blocks of 34 bytes) at 96 */
+    static const struct { const char *name; uint32_t nd; uint64_t ne[2]; uint32_t type;
+                          uint64_t off; } ts[] = {
+        {"token_embd.weight", 2, {8, 2}, 0, 0},
+        {"blk.0.attn_norm.weight", 1, {8, 0}, 0, 64},
+        {"output.weight", 2, {32, 2}, 8, 96},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        sb_gstr(&b, ts[i].name);
+        sb_le(&b, ts[i].nd, 4);
+        for (uint32_t d = 0; d < ts[i].nd; d++)
+            sb_le(&b, ts[i].ne[d], 8);
+        sb_le(&b, ts[i].type, 4);
+        sb_le(&b, ts[i].off, 8);
+    }
+    while (b.len % 32)
+        ms_sb_addc(&b, 0);
+    for (size_t i = 0; i < 96 / 4; i++) /* f32 0.5 */
+        sb_le(&b, 0x3f000000u, 4);
+    for (size_t blk = 0; blk < 2; blk++) {
+        sb_le(&b, 0x2c00, 2); /* f16 scale 1/16 */
+        for (int q = 0; q < 32; q++)
+            ms_sb_addc(&b, (char)(q - 16));
+    }
+    *len = b.len;
+    return (uint8_t *)ms_sb_detach(&b);
+}
+
+typedef struct gpatch {
+    const char *label;
+    int field;          /* which field (below) */
+    size_t index;       /* kv or tensor index */
+    uint64_t value;
+    int width;          /* bytes */
+} gpatch;
+
+enum { GF_MAGIC, GF_VERSION, GF_NT, GF_NKV, GF_KEYLEN, GF_VTYPE, GF_VSTRLEN, GF_ALIGN,
+       GF_ARRCOUNT, GF_ARRTYPE, GF_TNAMELEN, GF_TNAME0, GF_NDIM, GF_NE0, GF_NE1, GF_TTYPE,
+       GF_TOFF, GF_TOFF_COPY, GF_TOFF_PLUS, GF_KEY0, GF_VSTR0 };
+
+/* Byte position of a patch's field, or SIZE_MAX when the file lacks it. */
+static size_t gpatch_pos(const gwalk *w, const gpatch *pt)
+{
+    size_t i = pt->index;
+    switch (pt->field) {
+    case GF_MAGIC: return 0;
+    case GF_VERSION: return 4;
+    case GF_NT: return 8;
+    case GF_NKV: return 16;
+    case GF_KEYLEN: return i < w->n_kv ? w->kv_key[i] : SIZE_MAX;
+    case GF_VTYPE: return i < w->n_kv ? w->kv_type[i] : SIZE_MAX;
+    case GF_VSTRLEN: return i < w->n_kv ? w->kv_val[i] : SIZE_MAX;
+    case GF_KEY0: return i < w->n_kv ? w->kv_key[i] + 8 : SIZE_MAX;
+    case GF_VSTR0: return w->str_val ? w->str_val + 8 : SIZE_MAX;
+    case GF_ALIGN: return w->align_val ? w->align_val : SIZE_MAX;
+    case GF_ARRCOUNT: return w->arr_count ? w->arr_count : SIZE_MAX;
+    case GF_ARRTYPE: return w->arr_count ? w->arr_count - 4 : SIZE_MAX;
+    case GF_TNAMELEN: return i < w->n_t ? w->t_name[i] : SIZE_MAX;
+    case GF_TNAME0: return i < w->n_t ? w->t_name[i] + 8 : SIZE_MAX;
+    case GF_NDIM: return i < w->n_t ? w->t_ndim[i] : SIZE_MAX;
+    case GF_NE0: return i < w->n_t ? w->t_ne0[i] : SIZE_MAX;
+    case GF_NE1: return i < w->n_t ? w->t_ne0[i] + 8 : SIZE_MAX;
+    case GF_TTYPE: return i < w->n_t ? w->t_type[i] : SIZE_MAX;
+    case GF_TOFF: case GF_TOFF_COPY: case GF_TOFF_PLUS:
+        return i < w->n_t ? w->t_off[i] : SIZE_MAX;
+    default: return SIZE_MAX;
+    }
+}
+
+static void gguf_patches(corpus *c, const uint8_t *good, size_t n, const gwalk *w,
+                         const char *what)
+{
+    const uint64_t big = (uint64_t)1 << 62, top = UINT64_MAX;
+    const size_t last = w->n_t ? w->n_t - 1 : 0;
+    const gpatch ps[] = {
+        {"bad magic", GF_MAGIC, 0, 0x58554747, 4},
+        {"version 0", GF_VERSION, 0, 0, 4},
+        {"version 1", GF_VERSION, 0, 1, 4},
+        {"version 4", GF_VERSION, 0, 4, 4},
+        {"version 2^32-1", GF_VERSION, 0, 0xffffffffu, 4},
+        {"tensor count 2^62", GF_NT, 0, big, 8},
+        {"tensor count 2^64-1", GF_NT, 0, top, 8},
+        {"tensor count one too many", GF_NT, 0, w->n_t + 1, 8},
+        {"key count 2^62", GF_NKV, 0, big, 8},
+        {"key count one too many", GF_NKV, 0, w->n_kv + 1, 8},
+        {"key length 2^64-1", GF_KEYLEN, 0, top, 8},
+        {"key length past the end", GF_KEYLEN, 0, n, 8},
+        {"key length 0", GF_KEYLEN, 0, 0, 8},
+        {"value type 13", GF_VTYPE, 0, 13, 4},
+        {"value type 2^32-1", GF_VTYPE, 0, 0xffffffffu, 4},
+        {"value type array in place of a string", GF_VTYPE, 0, GT_ARR, 4},
+        {"string value length 2^63", GF_VSTRLEN, 0, (uint64_t)1 << 63, 8},
+        {"string value length past the end", GF_VSTRLEN, 0, n, 8},
+        {"alignment 0", GF_ALIGN, 0, 0, 4},
+        {"alignment 3", GF_ALIGN, 0, 3, 4},
+        {"alignment 2^31", GF_ALIGN, 0, (uint64_t)1 << 31, 4},
+        {"array count 2^62", GF_ARRCOUNT, 0, big, 8},
+        {"array count 2^64-1", GF_ARRCOUNT, 0, top, 8},
+        {"array of arrays", GF_ARRTYPE, 0, GT_ARR, 4},
+        {"array of unknown type", GF_ARRTYPE, 0, 77, 4},
+        {"array of u64 instead of strings", GF_ARRTYPE, 0, GT_U64, 4},
+        {"tensor name length 2^64-1", GF_TNAMELEN, 0, top, 8},
+        {"tensor name length past the end", GF_TNAMELEN, last, n, 8},
+        {"empty tensor name", GF_TNAMELEN, 0, 0, 8},
+        {"bad UTF-8 in a tensor name (gguf)", GF_TNAME0, 0, 0xff, 1},
+        {"overlong UTF-8 in a tensor name (gguf)", GF_TNAME0, 0, 0xc0, 1},
+        {"bad UTF-8 in a key (gguf)", GF_KEY0, 2, 0xfe, 1},
+        {"bad UTF-8 in a string value (gguf)", GF_VSTR0, 2, 0xff, 1},
+        {"0 dimensions", GF_NDIM, 0, 0, 4},
+        {"5 dimensions", GF_NDIM, 0, 5, 4},
+        {"2^32-1 dimensions", GF_NDIM, 0, 0xffffffffu, 4},
+        {"zero extent", GF_NE0, 0, 0, 8},
+        {"extent 2^62", GF_NE0, 0, big, 8},
+        {"extent 2^64-1", GF_NE0, 0, top, 8},
+        {"extents whose product overflows u64", GF_NE1, 0, (uint64_t)1 << 61, 8},
+        {"quantized row not a whole block", GF_NE0, last, 33, 8},
+        {"unknown ggml type 99", GF_TTYPE, 0, 99, 4},
+        {"ggml type 2^32-1", GF_TTYPE, 0, 0xffffffffu, 4},
+        {"removed ggml type Q4_2", GF_TTYPE, 0, 4, 4},
+        {"offset past the end", GF_TOFF, last, n, 8},
+        {"offset 2^64-8", GF_TOFF, last, top - 7, 8},
+        {"misaligned offset", GF_TOFF_PLUS, last, 1, 8},
+        {"overlapping tensors", GF_TOFF_COPY, last, 0, 8},
+    };
+    for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
+        const gpatch *pt = &ps[i];
+        size_t at = gpatch_pos(w, pt);
+        if (at == SIZE_MAX || at + (size_t)pt->width > n)
+            continue;
+        uint8_t *d = dup_bytes(good, n);
+        uint64_t v = pt->value;
+        if (pt->field == GF_TOFF_COPY && w->n_t > 1)
+            v = get_le(good + w->t_off[pt->index - 1], 8);
+        else if (pt->field == GF_TOFF_PLUS)
+            v = get_le(good + at, 8) + pt->value;
+        put_le(d + at, v, pt->width);
+        char label[160];
+        snprintf(label, sizeof(label), "%s: %s", what, pt->label);
+        inspect_bytes(c, label, "bad.gguf", d, n, PL_OFFSET);
+        free(d);
+    }
+}
+
+static void gguf_truncations(corpus *c, const uint8_t *good, size_t n, const gwalk *w,
+                             const char *what, size_t max_cuts, bool inside)
+{
+    size_t step = w->n_cuts > max_cuts ? (w->n_cuts + max_cuts - 1) / max_cuts : 1;
+    for (size_t i = 0; i < w->n_cuts; i += step) {
+        size_t cut = w->cuts[i];
+        if (cut >= n)
+            continue;
+        char label[160];
+        snprintf(label, sizeof(label), "%s truncated at boundary %zu (%zu bytes)", what, i, cut);
+        inspect_bytes(c, label, "cut.gguf", good, cut, PL_OFFSET);
+        if (cut > 0 && i % 3 == 0 && inside) {
+            snprintf(label, sizeof(label), "%s truncated inside field %zu (%zu bytes)", what, i,
+                     cut - 1);
+            inspect_bytes(c, label, "cut.gguf", good, cut - 1, PL_OFFSET);
+        }
+    }
+}
+
+/* GGUF-specific values the walker does not patch: nested array bombs and
+ * bools that are not 0/1, appended as an extra key. */
+static void gguf_extra_keys(corpus *c, const uint8_t *good, size_t n, const gwalk *w)
+{
+    for (int kind = 0; kind < 3; kind++) {
+        ms_sb b = MS_SB_INIT;
+        ms_sb_addn(&b, (const char *)good, w->kv_key[0]);
+        put_le((uint8_t *)b.buf + 16, w->n_kv + 1, 8);
+        sb_gstr(&b, "x.extra");
+        const char *label;
+        if (kind == 0) {
+            label = "array of 2^40 empty arrays";
+            sb_le(&b, GT_ARR, 4);
+            sb_le(&b, GT_ARR, 4);
+            sb_le(&b, (uint64_t)1 << 40, 8);
+            for (int i = 0; i < 64; i++) {
+                sb_le(&b, GT_U8, 4);
+                sb_le(&b, 0, 8);
+            }
+        } else if (kind == 1) {
+            label = "arrays nested 10000 deep";
+            sb_le(&b, GT_ARR, 4);
+            for (int i = 0; i < 10000; i++) {
+                sb_le(&b, GT_ARR, 4);
+                sb_le(&b, 1, 8);
+            }
+        } else {
+            label = "bool value 7";
+            sb_le(&b, GT_BOOL, 4);
+            ms_sb_addc(&b, 7);
+        }
+        ms_sb_addn(&b, (const char *)good + w->kv_key[0], n - w->kv_key[0]);
+        inspect_bytes(c, label, "extra.gguf", b.buf, b.len, PL_OFFSET);
+        ms_sb_free(&b);
+    }
+}
+
+static void gguf_file_corpus(corpus *c, const uint8_t *d, size_t n, const char *what,
+                             size_t max_cuts)
+{
+    gwalk *w = calloc(1, sizeof(*w));
+    cr_assert(w);
+    cr_assert(gw_walk(d, n, w), "%s: the test's walker cannot read it", what);
+    char *gp = cpath(c, "good.gguf");
+    write_file(gp, d, n);
+    const char *gargv[] = {"inspect", "--quiet", gp, NULL};
+    expect_good(what, gargv);
+    unlink(gp);
+    free(gp);
+    gguf_truncations(c, d, n, w, what, max_cuts, max_cuts == GW_MAX_CUTS);
+    gguf_patches(c, d, n, w, what);
+    free(w);
+}
+
+Test(robust, gguf_corpus, .timeout = 300)
+{
+    corpus c;
+    corpus_init(&c);
+    size_t n;
+    uint8_t *good = gguf_build(&n);
+    gguf_file_corpus(&c, good, n, "tiny gguf", GW_MAX_CUTS);
+    gwalk *w = calloc(1, sizeof(*w));
+    cr_assert(w && gw_walk(good, n, w));
+    gguf_extra_keys(&c, good, n, w);
+    free(w);
+    free(good);
+
+    static const char *const reals[] = {"real-gguf/gguf/model-Q8_0.gguf",
+                                        "real-gguf/gguf/model-IQ2_XXS.gguf",
+                                        "real-gguf/gguf/model-Q4_K_M.gguf"};
+    for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
+        char *p = ms_test_shared(reals[i]);
+        if (!p) {
+            cr_log_warn("../shared/fixtures absent: %s skipped", reals[i]);
+            continue;
+        }
+        uint8_t *d;
+        cr_assert(rb_read(p, &d, &n));
+        gguf_file_corpus(&c, d, n, reals[i], i == 0 ? 60 : 16);
+        free(d);
+        free(p);
+    }
+    corpus_done(&c, 100);
+}
