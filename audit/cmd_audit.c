@@ -369,5 +369,6 @@ int cmd_audit(int argc, char **argv)
     else
         rc = audit_main(&o, pos.items[0]);
     free(pos.items);
+    free(o.c.model_map.items);
     return rc;
 }
