@@ -140,7 +140,8 @@ static ms_status stream_only(ms_model **m, size_t n, const ms_stream_opts *o, ms
 
 static int run(const char *mode, ms_model **m, size_t n, int threads, uint64_t *bytes)
 {
-    ms_stream_opts o = {threads, 0, NULL, NULL, 0};
+    const char *ce = getenv("MS_BENCH_CHUNK");
+    ms_stream_opts o = {threads, ce ? (size_t)strtoull(ce, NULL, 10) : 0, NULL, NULL, 0};
     ms_error err;
     ms_error_clear(&err);
     ms_status st = MS_OK;

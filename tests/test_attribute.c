@@ -164,7 +164,9 @@ static void check_consensus(const char *method)
                            method, d, r->overall.consensus[i], an_num(ov, d));
         sum += r->overall.consensus[i];
     }
-    cr_assert_float_eq(sum, 1.0, 1e-9, "consensus shares split ||M||^2 completely");
+    /* the split is exact; ||M||^2 comes from the Gram pass (float32 runs
+     * summed in float64), hence 1e-6 */
+    cr_assert_float_eq(sum, 1.0, 1e-6, "consensus shares split ||M||^2 completely: %.9f", sum);
     ms_attribute_result_free(r);
     for (int i = 0; i < 5; i++)
         ms_model_close(m[i]);

@@ -1,0 +1,162 @@
+/*
+ * compare_gram_kernel.h - the per-block Gram kernel, included twice by
+ * compare_gram.c: with KW = 4 (SSE2 / NEON, always) and, on x86-64, with
+ * KW = 8 inside an avx2 target region, chosen at run time. KSUF names the
+ * instance. Not a public header.
+ *
+ * Float32 products are summed over runs of KRUN elements per lane group and
+ * every run's sum is added in float64, so rounding stays at the level of
+ * one short float32 sum while the totals are float64.
+ */
+#define KCAT_(a, b) a##_##b
+#define KCAT(a, b) KCAT_(a, b)
+#define KV KCAT(vf, KSUF)
+#define KI KCAT(vi, KSUF)
+
+typedef float KV __attribute__((vector_size(KW * 4)));
+typedef int32_t KI __attribute__((vector_size(KW * 4)));
+
+#define KLOAD(v, p) memcpy(&(v), (p), sizeof(KV))
+
+static inline double KCAT(hsum_d, KSUF)(KV v)
+{
+    double s = 0;
+    for (int l = 0; l < KW; l++)
+        s += (double)v[l];
+    return s;
+}
+
+static inline uint64_t KCAT(hsum_i, KSUF)(KI v)
+{
+    uint64_t s = 0;
+    for (int l = 0; l < KW; l++)
+        s += (uint32_t)v[l];
+    return s;
+}
+
+/* Upper triangle of the Gram of k rows of b floats (b a multiple of RUN,
+ * zero-padded) added to g. */
+static void KCAT(gram_block, KSUF)(double *g, size_t k, const float *w, size_t b)
+{
+    for (size_t i = 0; i < k; i++) {
+        const float *wi = w + i * b;
+        for (size_t j = i; j < k; j++) {
+            const float *wj = w + j * b;
+            double s = 0;
+            for (size_t e = 0; e < b; e += RUN) {
+                KV a0 = {0}, a1 = {0}, x0, x1, y0, y1;
+                for (size_t u = e; u < e + RUN; u += 2 * KW) {
+                    KLOAD(x0, wi + u);
+                    KLOAD(x1, wi + u + KW);
+                    KLOAD(y0, wj + u);
+                    KLOAD(y1, wj + u + KW);
+                    a0 += x0 * y0;
+                    a1 += x1 * y1;
+                }
+                s += KCAT(hsum_d, KSUF)(a0 + a1);
+            }
+            g[i * k + j] += s;
+        }
+    }
+}
+
+/* max |x_i - x_j| and exact-equality count over n elements; two
+ * independent accumulators keep the select chains short. */
+static void KCAT(pair_block, KSUF)(ms_pair_stats *ps, const float *xi,
+                                   const float *xj, size_t n)
+{
+    KI absmask, q0 = {0}, q1 = {0};
+    for (int l = 0; l < KW; l++)
+        absmask[l] = 0x7fffffff;
+    KV m0 = {0}, m1 = {0};
+    size_t e = 0;
+    for (; e + 2 * KW <= n; e += 2 * KW) {
+        KV a, c, d;
+        KI gt;
+        KLOAD(a, xi + e);
+        KLOAD(c, xj + e);
+        d = (KV)((KI)(a - c) & absmask);
+        gt = d > m0;                    /* false for NaN: ignored */
+        m0 = (KV)(((KI)d & gt) | ((KI)m0 & ~gt));
+        q0 -= a == c;                   /* true is -1 */
+        KLOAD(a, xi + e + KW);
+        KLOAD(c, xj + e + KW);
+        d = (KV)((KI)(a - c) & absmask);
+        gt = d > m1;
+        m1 = (KV)(((KI)d & gt) | ((KI)m1 & ~gt));
+        q1 -= a == c;
+    }
+    float mx = (float)ps->max_abs;
+    for (int l = 0; l < KW; l++) {
+        float v = m0[l] > m1[l] ? m0[l] : m1[l];
+        mx = v > mx ? v : mx;
+    }
+    uint64_t cnt = KCAT(hsum_i, KSUF)(q0) + KCAT(hsum_i, KSUF)(q1);
+    for (; e < n; e++) {
+        float d = fabsf(xi[e] - xj[e]);
+        mx = d > mx ? d : mx;
+        cnt += xi[e] == xj[e];
+    }
+    ps->max_abs = mx;
+    ps->identical += cnt;
+}
+
+/* Deltas d_i, d_j both non-zero, and of those, with the same sign (n a
+ * multiple of KW; padding is zero and counts for nothing). */
+static void KCAT(sign_block, KSUF)(ms_pair_stats *ps, const float *di,
+                                   const float *dj, size_t n)
+{
+    const KV zero = {0};
+    KI same = {0}, both = {0};
+    for (size_t e = 0; e < n; e += KW) {
+        KV a, c;
+        KLOAD(a, di + e);
+        KLOAD(c, dj + e);
+        KI pa = a > zero, na = a < zero, pc = c > zero, nc = c < zero;
+        same -= (pa & pc) | (na & nc);
+        both -= (pa | na) & (pc | nc);
+    }
+    ps->sign_same += KCAT(hsum_i, KSUF)(same);
+    ps->sign_both += KCAT(hsum_i, KSUF)(both);
+}
+
+/* One block of b elements at offset off: deltas into w, then the Gram,
+ * the pair and sign statistics. */
+static void KCAT(add_block, KSUF)(ms_gram *acc, const float *const *x,
+                                  size_t off, size_t b, bool signs, float *w)
+{
+    size_t k = acc->k;
+    size_t bp = (b + RUN - 1) / RUN * RUN;
+    const float *x0 = x[0] + off;
+    memcpy(w, x0, b * sizeof(float));
+    memset(w + b, 0, (bp - b) * sizeof(float));
+    for (size_t i = 1; i < k; i++) {
+        const float *xi = x[i] + off;
+        float *wi = w + i * bp;
+        size_t e = 0;
+        for (; e + KW <= b; e += KW) {
+            KV a, c;
+            KLOAD(a, xi + e);
+            KLOAD(c, x0 + e);
+            a -= c;
+            memcpy(wi + e, &a, sizeof(a));
+        }
+        for (; e < b; e++)
+            wi[e] = xi[e] - x0[e];
+        memset(wi + b, 0, (bp - b) * sizeof(float));
+    }
+    KCAT(gram_block, KSUF)(acc->g, k, w, bp);
+    for (size_t i = 0; i < k; i++)
+        for (size_t j = i + 1; j < k; j++) {
+            ms_pair_stats *ps = &acc->pairs[ms_gram_pair_index(k, i, j)];
+            KCAT(pair_block, KSUF)(ps, x[i] + off, x[j] + off, b);
+            if (signs && i > 0)
+                KCAT(sign_block, KSUF)(ps, w + i * bp, w + j * bp, bp);
+        }
+}
+
+#undef KV
+#undef KI
+#undef KLOAD
+#undef KCAT
+#undef KCAT_
