@@ -3,8 +3,13 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "mergescope/names.h"
 #include "mergescope/quant.h"
@@ -103,33 +108,106 @@ typedef struct qctx {
     ms_quant_tensor *tensors;
 } qctx;
 
+/* Sums of one row in float64 (the portable loop). */
+static void row_sums(const float *qi, const float *ri, const float *w, int64_t nc,
+                     double acc[6], double *mx)
+{
+    double e2 = 0, r2 = 0, q2 = 0, qr = 0, m = *mx, we2 = 0, wr2 = 0;
+    for (int64_t j = 0; j < nc; j++) {
+        double a = qi[j], b = ri[j], e = a - b;
+        e2 += e * e;
+        r2 += b * b;
+        q2 += a * a;
+        qr += a * b;
+        m = fabs(e) > m ? fabs(e) : m;
+        if (w) {
+            we2 += w[j] * e * e;
+            wr2 += w[j] * b * b;
+        }
+    }
+    acc[0] = e2, acc[1] = r2, acc[2] = q2, acc[3] = qr, acc[4] = we2, acc[5] = wr2;
+    *mx = m;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static inline double hsum(__m256d v)
+{
+    __m128d a = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(a, _mm_unpackhi_pd(a, a)));
+}
+
+/* The same sums four lanes at a time (about 4x the portable loop; the
+ * order of additions differs, so the last bits may too). */
+AVX2 static void row_sums_avx2(const float *qi, const float *ri, const float *w,
+                               int64_t nc, double acc[6], double *mx)
+{
+    __m256d e2 = _mm256_setzero_pd(), r2 = e2, q2 = e2, qr = e2, we2 = e2, wr2 = e2;
+    __m256d m = _mm256_set1_pd(*mx), abs_mask = _mm256_castsi256_pd(
+        _mm256_set1_epi64x(0x7fffffffffffffffll));
+    int64_t j = 0;
+    for (; j + 4 <= nc; j += 4) {
+        __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(qi + j));
+        __m256d b = _mm256_cvtps_pd(_mm_loadu_ps(ri + j));
+        __m256d e = _mm256_sub_pd(a, b);
+        e2 = _mm256_fmadd_pd(e, e, e2);
+        r2 = _mm256_fmadd_pd(b, b, r2);
+        q2 = _mm256_fmadd_pd(a, a, q2);
+        qr = _mm256_fmadd_pd(a, b, qr);
+        m = _mm256_max_pd(m, _mm256_and_pd(e, abs_mask));
+        if (w) {
+            __m256d wj = _mm256_cvtps_pd(_mm_loadu_ps(w + j));
+            we2 = _mm256_fmadd_pd(_mm256_mul_pd(wj, e), e, we2);
+            wr2 = _mm256_fmadd_pd(_mm256_mul_pd(wj, b), b, wr2);
+        }
+    }
+    double tail[6], tm = *mx;
+    row_sums(qi + j, ri + j, w ? w + j : NULL, nc - j, tail, &tm);
+    acc[0] = hsum(e2) + tail[0], acc[1] = hsum(r2) + tail[1];
+    acc[2] = hsum(q2) + tail[2], acc[3] = hsum(qr) + tail[3];
+    acc[4] = hsum(we2) + tail[4], acc[5] = hsum(wr2) + tail[5];
+    __m128d mm = _mm_max_pd(_mm256_castpd256_pd128(m), _mm256_extractf128_pd(m, 1));
+    double m2 = _mm_cvtsd_f64(_mm_max_sd(mm, _mm_unpackhi_pd(mm, mm)));
+    *mx = m2 > tm ? m2 : tm;
+}
+
+static bool have_avx2(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+static void row_sums_avx2(const float *qi, const float *ri, const float *w, int64_t nc,
+                          double acc[6], double *mx)
+{
+    row_sums(qi, ri, w, nc, acc, mx);
+}
+
+static bool have_avx2(void)
+{
+    return false;
+}
+#endif
+
 /* Sums of one chunk: per row in float64, rows added in order. */
 static void chunk_sums(const ms_stream_chunk *c, const qslot *sl, ms_quant_sums *s)
 {
     const float *q = c->x[0], *r = c->x[1];
     int64_t nc = c->n_cols;
+    bool vec = have_avx2();
     for (int64_t i = 0; i < c->nrows; i++) {
-        const float *qi = q + i * nc, *ri = r + i * nc;
         const float *w = NULL;
         if (sl->w) {
             int64_t mat = sl->rows_per_mat ? (c->row0 + i) / sl->rows_per_mat : 0;
             w = sl->w->w + (size_t)mat * sl->w->n_cols;
         }
-        double e2 = 0, r2 = 0, q2 = 0, qr = 0, mx = s->max_abs, we2 = 0, wr2 = 0;
-        for (int64_t j = 0; j < nc; j++) {
-            double a = qi[j], b = ri[j], e = a - b;
-            e2 += e * e;
-            r2 += b * b;
-            q2 += a * a;
-            qr += a * b;
-            mx = fabs(e) > mx ? fabs(e) : mx;
-            if (w) {
-                we2 += w[j] * e * e;
-                wr2 += w[j] * b * b;
-            }
-        }
-        s->e2 += e2, s->r2 += r2, s->q2 += q2, s->qr += qr, s->max_abs = mx;
-        s->we2 += we2, s->wr2 += wr2;
+        double acc[6];
+        if (vec)
+            row_sums_avx2(q + i * nc, r + i * nc, w, nc, acc, &s->max_abs);
+        else
+            row_sums(q + i * nc, r + i * nc, w, nc, acc, &s->max_abs);
+        s->e2 += acc[0], s->r2 += acc[1], s->q2 += acc[2], s->qr += acc[3];
+        s->we2 += acc[4], s->wr2 += acc[5];
     }
     s->n += (uint64_t)(c->nrows * nc);
     if (sl->w)
@@ -377,6 +455,10 @@ ms_status ms_quant_run(const ms_model *model, const ms_model *ref, const ms_imat
         return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
     }
     st = stream_all(model, ref, im, opts, r, err);
+    if (!st && r->n_tensors == 0)
+        st = ms_error_set(err, MS_ERR_MISMATCH, ref->path, -1,
+                          "no tensor of %s matches the reference by name and shape",
+                          model->name ? model->name : model->path);
     for (size_t i = 0; !st && i < r->n_tensors; i++)
         ms_quant_figures_of(&r->tensors[i].sums, &r->tensors[i].fig);
     if (!st && build_groups(r, model))

@@ -103,7 +103,8 @@ typedef struct ms_quant_result {
 /*
  * Compare model (quantized, any format) with ref (higher precision).
  * im may be NULL. An imatrix whose entries name tensors the model lacks, or
- * with another column count, is MS_ERR_MISMATCH ("for another model").
+ * with another column count, is MS_ERR_MISMATCH ("for another model"), and
+ * so is a reference that shares no tensor (name and shape) with the model.
  */
 ms_status ms_quant_run(const ms_model *model, const ms_model *ref,
                        const ms_imatrix *im, const ms_stream_opts *opts,
