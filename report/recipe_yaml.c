@@ -6,8 +6,9 @@
  * scalar, a per-layer sequence a list of exactly n_layers values (mergekit
  * then gives layer i entry i), a per-filter difference a list of
  * {filter, value} conditions. Global parameters go to the top-level
- * `parameters`, as mergekit ignores them under a model. Slice recipes get
- * their sources and layer ranges only.
+ * `parameters` (a slice's, for slices, whose gradients restart per slice),
+ * as mergekit ignores them under a model. A recipe whose values differ
+ * below the filter class (a filter on o_proj, say) is not rebuilt.
  */
 #include <math.h>
 #include <stdio.h>
@@ -54,10 +55,16 @@ typedef struct seq {
     bool has[3][MAX_L];
     double any;      /* a value seen on any row */
     bool seen, constant;
+    bool conflict;   /* two rows of one layer and filter class disagree */
 } seq;
 
-static void gather(const cJSON *layers, const char *model, const char *param, size_t nl,
-                   seq *s)
+/*
+ * Values of param for model (NULL: any model) on the rows of output layers
+ * [lo, hi), at index layer - lo; with_null also counts the rows of tensors
+ * outside the layers (embeddings, final norm) in "constant".
+ */
+static void gather(const cJSON *layers, const char *model, const char *param, size_t lo,
+                   size_t hi, bool with_null, seq *s)
 {
     const cJSON *l;
     memset(s, 0, sizeof(*s));
@@ -67,18 +74,23 @@ static void gather(const cJSON *layers, const char *model, const char *param, si
         double v, li;
         if (!m || (model && strcmp(m, model)) || !ms_rp_num(ms_rp_obj(l, "params"), param, &v))
             continue;
+        bool in = ms_rp_num(l, "layer", &li) && li >= (double)lo && li < (double)hi;
+        if (!in && !(with_null && cJSON_IsNull(ms_rp_get(l, "layer"))))
+            continue;
         if (s->seen && v != s->any)
             s->constant = false;
         if (!s->seen)
             s->any = v;
         s->seen = true;
-        if (!ms_rp_num(l, "layer", &li) || li < 0 || li >= (double)nl || !f)
-            continue;
-        for (int k = 0; k < 3; k++)
-            if (!strcmp(f, filters[k])) {
-                s->v[k][(size_t)li] = v;
-                s->has[k][(size_t)li] = true;
-            }
+        for (int k = 0; in && f && k < 3; k++) {
+            size_t i = (size_t)li - lo;
+            if (strcmp(f, filters[k]))
+                continue;
+            /* finer filters (o_proj, down_proj) cannot be said per class */
+            s->conflict = s->conflict || (s->has[k][i] && s->v[k][i] != v);
+            s->v[k][i] = v;
+            s->has[k][i] = true;
+        }
     }
 }
 
@@ -117,6 +129,8 @@ static bool same_seq(const seq *s, int a, int b, size_t nl)
 /* "name: value" at indent, in the simplest form that gives the same values. */
 static bool put_param(ms_sb *o, int indent, const char *param, const seq *s, size_t nl)
 {
+    if (s->conflict && !s->constant)
+        return false;
     bool ok = ms_sb_addf(o, "%*s%s:", indent, "", param);
     if (s->constant)
         return ok && ms_sb_addc(o, ' ') && put_num(o, param, s->any) && ms_sb_addc(o, '\n');
@@ -192,19 +206,43 @@ static bool put_models(ms_sb *o, const cJSON *root, const char *method, size_t n
         if (np)
             ok = ok && ms_sb_add(o, "    parameters:\n");
         for (size_t i = 0; i < np && ok; i++) {
-            gather(layers, m->valuestring, names[i], nl, s);
+            gather(layers, m->valuestring, names[i], 0, nl, true, s);
             ok = put_param(o, 6, names[i], s, nl);
         }
     }
     return ok;
 }
 
-static bool put_slices(ms_sb *o, const cJSON *slices)
+/* Parameters of the rows in output layers [a, b): a source's own (model
+ * set, not global) or the slice's (model NULL, global), at indent. */
+static bool put_range_params(ms_sb *o, const cJSON *root, const char *model, const char *method,
+                             double a, double b, int indent, seq *s)
+{
+    const cJSON *layers = ms_rp_arr(root, "layers");
+    const char *names[MAX_P];
+    size_t np, lo = (size_t)a, hi = (size_t)b;
+    bool ok = true, head = false;
+    param_names(layers, model, method, model == NULL, names, &np);
+    for (size_t i = 0; i < np && ok; i++) {
+        gather(layers, model, names[i], lo, hi, false, s);
+        if (!s->seen)
+            continue;
+        if (!head)
+            ok = ms_sb_addf(o, "%*sparameters:\n", indent, "");
+        head = true;
+        ok = ok && put_param(o, indent + 2, names[i], s, hi - lo);
+    }
+    return ok;
+}
+
+/* One slice per distinct out_layers; parameters per source and per slice,
+ * so that gradients restart in every slice as mergekit's do. */
+static bool put_slices(ms_sb *o, const cJSON *root, const char *method, size_t nl, seq *s)
 {
     const cJSON *e;
     double last[2] = {-1, -1};
     bool ok = ms_sb_add(o, "slices:\n");
-    cJSON_ArrayForEach(e, slices) {
+    cJSON_ArrayForEach(e, ms_rp_arr(root, "slices")) {
         const cJSON *ol = ms_rp_arr(e, "out_layers"), *lr = ms_rp_arr(e, "layer_range");
         const char *m = ms_rp_str(e, "model");
         if (cJSON_GetArraySize(ol) != 2 || cJSON_GetArraySize(lr) != 2 || !m ||
@@ -212,15 +250,22 @@ static bool put_slices(ms_sb *o, const cJSON *slices)
             !cJSON_IsNumber(lr->child) || !cJSON_IsNumber(lr->child->next))
             return false;
         double a = ol->child->valuedouble, b = ol->child->next->valuedouble;
-        /* sources of one output slice share its out_layers */
-        if (a != last[0] || b != last[1])
+        if (!(a >= 0 && b > a && b <= (double)nl))
+            return false;
+        if (a != last[0] || b != last[1]) {
+            if (last[0] >= 0)
+                ok = ok && put_range_params(o, root, NULL, method, last[0], last[1], 4, s);
             ok = ok && ms_sb_add(o, "  - sources:\n");
+        }
         last[0] = a;
         last[1] = b;
         ok = ok && ms_sb_add(o, "      - model: ") && ms_esc_yaml(o, m) &&
              ms_sb_addf(o, "\n        layer_range: [%.0f, %.0f]\n", lr->child->valuedouble,
-                        lr->child->next->valuedouble);
+                        lr->child->next->valuedouble) &&
+             put_range_params(o, root, m, method, a, b, 8, s);
     }
+    if (last[0] >= 0)
+        ok = ok && put_range_params(o, root, NULL, method, last[0], last[1], 4, s);
     return ok;
 }
 
@@ -243,15 +288,19 @@ bool ms_rp_recipe_yaml(const cJSON *root, ms_sb *o)
     if (ok && base)
         ok = ms_sb_add(&body, "base_model: ") && ms_esc_yaml(&body, base) &&
              ms_sb_addc(&body, '\n');
-    if (ok && cJSON_GetArraySize(slices))
-        ok = put_slices(&body, slices);
+    bool sliced = cJSON_GetArraySize(slices) > 0;
+    if (ok && sliced)
+        ok = put_slices(&body, root, method, nl, s);
     else if (ok)
         ok = put_models(&body, root, method, nl, s);
-    param_names(ms_rp_arr(root, "layers"), NULL, method, true, names, &np);
+    /* globals: per slice above, else once at the top */
+    np = 0;
+    if (!sliced)
+        param_names(ms_rp_arr(root, "layers"), NULL, method, true, names, &np);
     if (ok && np)
         ok = ms_sb_add(&body, "parameters:\n");
     for (size_t i = 0; i < np && ok; i++) {
-        gather(ms_rp_arr(root, "layers"), NULL, names[i], nl, s);
+        gather(ms_rp_arr(root, "layers"), NULL, names[i], 0, nl, true, s);
         ok = put_param(&body, 2, names[i], s, nl);
     }
     if (ok)

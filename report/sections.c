@@ -318,6 +318,28 @@ static void recipe_params(ms_rp_doc *d, const cJSON *layers)
         }
 }
 
+/* A mergekit-multi file: its stages in order (the rest describes the last). */
+static void recipe_stages(ms_rp_doc *d, const cJSON *stages)
+{
+    static const char *const hdr[] = {"stage", "name", "merge method", "base model"};
+    const cJSON *s;
+    int i = 0;
+    if (cJSON_GetArraySize(stages) < 2)
+        return;
+    ms_rp_p(d);
+    ms_rp_span(d, RP_OURS, "A multi-stage recipe; the tables below describe its final stage.");
+    ms_rp_table(d, 4, hdr);
+    cJSON_ArrayForEach(s, stages) {
+        const char *n = ms_rp_str(s, "name"), *m = ms_rp_str(s, "merge_method");
+        const char *b = ms_rp_str(s, "base_model");
+        ms_rp_cellf(d, "%d", ++i);
+        ms_rp_cell(d, RP_CODE, n ? n : "(final)");
+        ms_rp_cell(d, RP_CODE, m ? m : "n/a");
+        ms_rp_cell(d, RP_CODE, b ? b : "none");
+        ms_rp_row(d);
+    }
+}
+
 /* "a to b-1" for a half-open [a, b) range, or "n/a". */
 static void range_cell(ms_rp_doc *d, const cJSON *r)
 {
@@ -370,6 +392,7 @@ void ms_rp_section_recipe(ms_rp_ctx *c, const ms_rp_input *in)
         ms_rp_li(d);
         ms_rp_span(d, RP_CODE, models.v[i]);
     }
+    recipe_stages(d, ms_rp_arr(root, "stages"));
     recipe_params(d, ms_rp_arr(root, "layers"));
     recipe_slices(d, ms_rp_arr(root, "slices"));
     const char *text = ms_rp_recipe_text(root);
@@ -613,23 +636,39 @@ static void audit_conflict_plot(ms_rp_ctx *c, const cJSON *layers, const cJSON *
     fig(c, p, "Fraction of weights where donors' deltas disagree in sign, per layer");
 }
 
-static void audit_suggestion(ms_rp_doc *d, const cJSON *sug, const names *donors)
+static void audit_suggestion(ms_rp_doc *d, const cJSON *sug, const cJSON *donors,
+                             const names *dn)
 {
-    static const char *const hdr[] = {"donor", "suggested weight", "share after"};
+    static const char *const hdr[] = {"donor", "target", "share now", "suggested weight",
+                                      "share after"};
     const cJSON *w = ms_rp_obj(sug, "weights"), *after = ms_rp_obj(sug, "shares_after");
+    const cJSON *target = ms_rp_obj(sug, "target"), *e;
     if (!w && !after)
         return;
     ms_rp_h(d, 3, "Suggested rebalancing");
-    ms_rp_table(d, 3, hdr);
-    for (size_t i = 0; i < donors->n; i++) {
-        ms_rp_cell(d, RP_CODE, donors->v[i]);
-        cell_num(d, w, donors->v[i], 4);
-        cell_pct(d, after, donors->v[i]);
+    ms_rp_table(d, 5, hdr);
+    for (size_t i = 0; i < dn->n; i++) {
+        const cJSON *now = NULL;
+        cJSON_ArrayForEach(e, donors)
+            if (ms_rp_same_model(ms_rp_str(e, "name"), dn->v[i]))
+                now = e;
+        ms_rp_cell(d, RP_CODE, dn->v[i]);
+        cell_pct(d, target, dn->v[i]);
+        cell_pct(d, now, "share");
+        cell_num(d, w, dn->v[i], 4);
+        cell_pct(d, after, dn->v[i]);
         ms_rp_row(d);
     }
-    const char *text = ms_rp_str(sug, "recipe");
-    if (text)
-        ms_rp_code(d, "yaml", text);
+    const char *recipe = ms_rp_str(sug, "recipe");
+    /* the reweighted recipe's text, or where audit --suggest wrote it */
+    if (recipe && strchr(recipe, '\n')) {
+        ms_rp_code(d, "yaml", recipe);
+    } else if (recipe) {
+        ms_rp_p(d);
+        ms_rp_span(d, RP_OURS, "The reweighted recipe was written to ");
+        ms_rp_span(d, RP_CODE, recipe);
+        ms_rp_span(d, RP_OURS, ".");
+    }
 }
 
 /*
@@ -755,7 +794,7 @@ void ms_rp_section_audit(ms_rp_ctx *c, const ms_rp_input *in)
     audit_notes(d, ms_rp_arr(root, "notes"));
     audit_pairs(c, ms_rp_arr(root, "pairs"), &dn);
     audit_conflict_plot(c, layers, ms_rp_arr(root, "pairs"));
-    audit_suggestion(d, ms_rp_obj(root, "suggestion"), &dn);
+    audit_suggestion(d, ms_rp_obj(root, "suggestion"), donors, &dn);
 }
 
 /* ==== attribute ==== */

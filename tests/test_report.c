@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -864,4 +865,120 @@ Test(report, quantized_card_and_two_quants)
     free(q2);
     free(out_dir);
     free(dir);
+}
+
+/* ==== the card's rebuilt recipe gives the same per-layer values ==== */
+
+static bool row_key_eq(const cJSON *x, const cJSON *y)
+{
+    static const char *const keys[] = {"layer", "model", "filter", "tensor"};
+    for (size_t i = 0; i < 4; i++) {
+        const cJSON *a = cJSON_GetObjectItem(x, keys[i]), *b = cJSON_GetObjectItem(y, keys[i]);
+        if (!cJSON_Compare(a, b, true))
+            return false;
+    }
+    return true;
+}
+
+static bool params_close(const cJSON *p, const cJSON *q)
+{
+    const cJSON *e;
+    if (cJSON_GetArraySize(p) != cJSON_GetArraySize(q))
+        return false;
+    cJSON_ArrayForEach(e, p) {
+        const cJSON *f = cJSON_GetObjectItem(q, e->string);
+        if (!f || cJSON_IsNumber(e) != cJSON_IsNumber(f))
+            return false;
+        if (cJSON_IsNumber(e) &&
+            fabs(e->valuedouble - f->valuedouble) > 1e-7 * fmax(1, fabs(e->valuedouble)))
+            return false;
+    }
+    return true;
+}
+
+/* The YAML block after our "not the author's file:" line, or NULL. */
+static char *card_yaml(const char *card)
+{
+    const char *s = strstr(card, "not the author's file:\n\n");
+    if (!s)
+        return NULL;
+    s = strchr(s, '\n') + 2;
+    size_t fence = strspn(s, "`");
+    const char *body = strchr(s, '\n') + 1, *end = body;
+    while ((end = strstr(end, "\n`")) && strspn(end + 1, "`") != fence)
+        end++;
+    return end ? ms_strndup(body, (size_t)(end - body + 1)) : NULL;
+}
+
+/* explain src, report, explain the card's YAML: 1 same, 0 not rebuilt, -1 differs */
+static int round_trip(const char *src, const char *dir)
+{
+    char *a = ms_path_join(dir, "a.json"), *b = ms_path_join(dir, "b.json");
+    char *out_dir = ms_path_join(dir, "out"), *yml = ms_path_join(dir, "rebuilt.yml");
+    const char *e1[] = {"recipe", "explain", src, "--layers", "32", "--json", a, NULL};
+    int res = 0;
+    if (ms_test_run(e1, NULL, NULL) != 0)
+        goto done;
+    const char *r[] = {"report", a, "-o", out_dir, "-q", NULL};
+    cr_assert_eq(ms_test_run(r, NULL, NULL), 0, "report failed on explain of %s", src);
+    char *card_path = join3(out_dir, "/", "MODEL_CARD.md"), *card = slurp(card_path);
+    char *y = card_yaml(card);
+    free(card);
+    free(card_path);
+    if (!y)
+        goto done;
+    cr_assert(ms_test_write(yml, y, strlen(y)));
+    free(y);
+    const char *e2[] = {"recipe", "explain", yml, "--layers", "32", "--json", b, NULL};
+    cr_assert_eq(ms_test_run(e2, NULL, NULL), 0, "the YAML rebuilt from %s does not explain", src);
+    cJSON *ja = load_json(a), *jb = load_json(b), *x, *z;
+    const char *method = cJSON_GetObjectItem(ja, "merge_method")->valuestring;
+    bool base_counts = !strcmp(method, "linear") || !strcmp(method, "slerp");
+    res = 1;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItem(ja, "layers")) {
+        if (cJSON_IsTrue(cJSON_GetObjectItem(x, "base")) && !base_counts)
+            continue; /* mergekit ignores the base's parameters */
+        bool found = false;
+        cJSON_ArrayForEach(z, cJSON_GetObjectItem(jb, "layers"))
+            if (row_key_eq(x, z)) {
+                found = params_close(cJSON_GetObjectItem(x, "params"),
+                                     cJSON_GetObjectItem(z, "params"));
+                break;
+            }
+        if (!found)
+            res = -1;
+    }
+    cJSON_Delete(ja);
+    cJSON_Delete(jb);
+done:
+    free(a);
+    free(b);
+    free(out_dir);
+    free(yml);
+    return res;
+}
+
+Test(report, rebuilt_recipe_explains_the_same, .timeout = 300)
+{
+    char *real = ms_test_shared("recipes/real");
+    if (!real)
+        cr_skip_test("../shared/fixtures is absent");
+    DIR *dp = opendir(real);
+    cr_assert_not_null(dp);
+    struct dirent *de;
+    int same = 0, skipped = 0;
+    while ((de = readdir(dp))) {
+        if (!ms_str_endswith(de->d_name, ".yml"))
+            continue;
+        char *src = ms_path_join(real, de->d_name), *dir = ms_test_tmpdir();
+        int r = round_trip(src, dir);
+        cr_assert_neq(r, -1, "the card's YAML for %s gives other per-layer values", src);
+        same += r == 1;
+        skipped += r == 0;
+        free(src);
+        free(dir);
+    }
+    closedir(dp);
+    free(real);
+    cr_assert_geq(same, 20, "only %d recipes rebuilt (%d not)", same, skipped);
 }
