@@ -57,6 +57,10 @@ static const struct { const char *label, *owner; } KNOWN[] = {
     {"UTF-8 in a tensor name (gguf)", "lib/gguf.c accepts tensor names that are not UTF-8"},
     {"UTF-8 in a key (gguf)", "lib/gguf.c accepts keys that are not UTF-8"},
     {"UTF-8 in a string value (gguf)", "lib/gguf.c accepts string values that are not UTF-8"},
+    {"config syntax", "lib/model.c: a config.json syntax error gives no offset"},
+    {"(wrong type)", "lib/model.c ignores config.json fields of the wrong type"},
+    {"(imatrix trailer)", "lib/imatrix.c accepts a cut or lying .dat trailer"},
+    {"(control chars)", "cli/common.c ms_report_error prints newlines and escapes from files"},
 };
 
 static const char *known_bug(const char *label, const rb_result *r)
@@ -371,6 +375,9 @@ Test(robust, safetensors_corpus, .timeout = 300)
         {"embedded NUL makes two names one",
          "{\"model.norm.weight\\u0000x\":{\"dtype\":\"F16\",\"shape\":[6],\"data_offsets\":[96,108]},"
              ST_B ":{\"dtype\":\"F16\",\"shape\":[6],\"data_offsets\":[96,108]}}"},
+        {"newline and escape in a tensor name (control chars)",
+         "{\"a\\nmergescope: forged\\u001b[2J\":{\"dtype\":\"F7\",\"shape\":[4,6],"
+         "\"data_offsets\":[0,96]}}"},
         {"metadata is an array", "{\"__metadata__\":[1]," ST_A
              ":{\"dtype\":\"F32\",\"shape\":[4,6],\"data_offsets\":[0,96]}}"},
         {"metadata value is an object", "{\"__metadata__\":{\"format\":{\"x\":1}}," ST_A
@@ -878,4 +885,477 @@ Test(robust, gguf_corpus, .timeout = 300)
         free(p);
     }
     corpus_done(&c, 100);
+}
+
+/* ==== model folders: index.json and config.json ==== */
+
+static void copy_into(const char *from_dir, const char *name, const char *to_dir)
+{
+    char *a = ms_path_join(from_dir, name), *b = ms_path_join(to_dir, name);
+    cr_assert(rb_copy(a, b), "cannot copy %s", a);
+    free(a);
+    free(b);
+}
+
+static void inspect_dir(corpus *c, const char *label, const char *dir, const char *file,
+                        place_kind pk)
+{
+    const char *argv[] = {"inspect", "--quiet", dir, NULL};
+    expect_bad(c, label, argv, file, pk);
+}
+
+typedef enum idx_op { IX_SHARD, IX_ADD, IX_WEIGHT_MAP, IX_RAW } idx_op;
+
+typedef struct idx_case {
+    const char *label;
+    idx_op op;
+    const char *arg;     /* shard name, tensor name, weight_map JSON or raw text */
+    place_kind pk;
+} idx_case;
+
+/* The original index with one change; caller frees. */
+static char *idx_mutate(const char *orig, const idx_case *ic, const char *dir)
+{
+    if (ic->op == IX_RAW)
+        return ms_strdup(ic->arg);
+    cJSON *j = cJSON_Parse(orig);
+    cr_assert(j);
+    cJSON *wm = cJSON_GetObjectItem(j, "weight_map");
+    if (ic->op == IX_SHARD) {
+        char abs[1200];
+        const char *shard = ic->arg;
+        if (!strcmp(shard, "ABS")) {
+            snprintf(abs, sizeof(abs), "%s/outside.safetensors", dir);
+            shard = abs;
+        }
+        cJSON_ReplaceItemInObject(wm, "lm_head.weight", cJSON_CreateString(shard));
+    } else if (ic->op == IX_ADD) {
+        cJSON_AddStringToObject(wm, ic->arg, "model-00001-of-00003.safetensors");
+    } else {
+        cJSON_ReplaceItemInObject(j, "weight_map", cJSON_Parse(ic->arg));
+    }
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *r = ms_strdup(s);
+    cJSON_free(s);
+    return r;
+}
+
+Test(robust, model_folder_corpus, .timeout = 300)
+{
+    corpus c;
+    corpus_init(&c);
+    char *src = ms_test_gen("tiny/base-sharded");
+    char *m = cpath(&c, "m");
+    cr_assert(mkdir(m, 0755) == 0);
+    static const char *const files[] = {
+        "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+        "model-00003-of-00003.safetensors", "model.safetensors.index.json", "config.json"};
+    for (size_t i = 0; i < 5; i++)
+        copy_into(src, files[i], m);
+    char *single = ms_test_gen("tiny/base/model.safetensors");
+    char *decoy = cpath(&c, "outside.safetensors");
+    cr_assert(rb_copy(single, decoy));
+    char *idx = ms_path_join(m, "model.safetensors.index.json");
+    uint8_t *orig;
+    size_t on;
+    cr_assert(rb_read(idx, &orig, &on));
+    const char *gargv[] = {"inspect", "--quiet", m, NULL};
+    expect_good("sharded tiny model", gargv);
+
+    ms_sb deep = MS_SB_INIT;
+    ms_sb_add(&deep, "{\"weight_map\":");
+    for (int i = 0; i < 200000; i++)
+        ms_sb_addc(&deep, '[');
+    const idx_case cases[] = {
+        {"shard '../outside'", IX_SHARD, "../outside.safetensors", PL_ANY},
+        {"shard 'sub/../../outside'", IX_SHARD, "sub/../../outside.safetensors", PL_ANY},
+        {"shard '..'", IX_SHARD, "..", PL_NONE},
+        {"absolute shard path", IX_SHARD, "ABS", PL_ANY},
+        {"shard '/etc/passwd'", IX_SHARD, "/etc/passwd", PL_ANY},
+        {"empty shard name", IX_SHARD, "", PL_NONE},
+        {"shard '.'", IX_SHARD, ".", PL_NONE},
+        {"missing shard", IX_SHARD, "model-00009-of-00009.safetensors", PL_NONE},
+        {"tensor in the wrong shard", IX_SHARD, "model-00003-of-00003.safetensors", PL_NONE},
+        {"index lists a tensor no shard has", IX_ADD, "model.layers.9.mlp.up_proj.weight",
+         PL_NONE},
+        {"weight_map is an array", IX_WEIGHT_MAP, "[\"a\"]", PL_NONE},
+        {"weight_map is a number", IX_WEIGHT_MAP, "5", PL_NONE},
+        {"weight_map is empty", IX_WEIGHT_MAP, "{}", PL_NONE},
+        {"shard name is a number", IX_WEIGHT_MAP, "{\"lm_head.weight\":5}", PL_NONE},
+        {"shard name is null", IX_WEIGHT_MAP, "{\"lm_head.weight\":null}", PL_NONE},
+        {"index is not JSON", IX_RAW, "{{{", PL_ANY},
+        {"index is empty", IX_RAW, "", PL_NONE},
+        {"index is an array", IX_RAW, "[1]", PL_NONE},
+        {"index has no weight_map", IX_RAW, "{\"metadata\":{}}", PL_NONE},
+        {"index nested 200000 deep", IX_RAW, ms_sb_str(&deep), PL_NONE},
+        {"duplicate tensor in weight_map", IX_RAW,
+         "{\"weight_map\":{\"lm_head.weight\":\"model-00001-of-00003.safetensors\","
+         "\"lm_head.weight\":\"model-00002-of-00003.safetensors\"}}", PL_NONE},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *text = idx_mutate((const char *)orig, &cases[i], c.dir);
+        write_text(idx, text);
+        free(text);
+        inspect_dir(&c, cases[i].label, m, "model.safetensors.index.json", cases[i].pk);
+    }
+    ms_sb_free(&deep);
+    /* the index cut at a few places, and a shard name that is not UTF-8 */
+    for (size_t k = 1; k < 8; k++) {
+        char label[64];
+        write_file(idx, orig, on * k / 8);
+        snprintf(label, sizeof(label), "index truncated to %zu/8", k);
+        inspect_dir(&c, label, m, "model.safetensors.index.json", PL_NONE);
+    }
+    char *bad = (char *)dup_bytes(orig, on + 1);
+    bad[on] = '\0';
+    char *hit = strstr(bad, "00003.safetensors\"");
+    cr_assert(hit);
+    hit[4] = (char)0xff;
+    write_text(idx, bad);
+    inspect_dir(&c, "shard name that is not UTF-8", m, "model.safetensors.index.json",
+                PL_NONE);
+    free(bad);
+    write_file(idx, orig, on);
+    free(orig);
+    free(idx);
+    corpus_done(&c, 29);
+    free(m);
+    free(decoy);
+    free(single);
+    free(src);
+}
+
+Test(robust, config_json_corpus, .timeout = 300)
+{
+    corpus c;
+    corpus_init(&c);
+    char *src = ms_test_gen("tiny/base");
+    char *m = cpath(&c, "m");
+    cr_assert(mkdir(m, 0755) == 0);
+    copy_into(src, "model.safetensors", m);
+    copy_into(src, "config.json", m);
+    const char *gargv[] = {"inspect", "--quiet", m, NULL};
+    expect_good("tiny model with config.json", gargv);
+    char *cfg = ms_path_join(m, "config.json");
+
+    ms_sb deep = MS_SB_INIT, deepobj = MS_SB_INIT;
+    for (int i = 0; i < 200000; i++)
+        ms_sb_addc(&deep, '[');
+    for (int i = 0; i < 50000; i++)
+        ms_sb_add(&deepobj, "{\"a\":");
+    static const char *const wrong[][2] = {
+        {"config syntax: garbage", "{{{"},
+        {"config syntax: cut", "{\"model_type\": \"lla"},
+        {"config syntax: trailing comma", "{\"model_type\": \"llama\",}"},
+        {"config: empty file", ""},
+        {"config: an array", "[]"},
+        {"config: a string", "\"llama\""},
+        {"config: layers as a string", "{\"num_hidden_layers\": \"four\"}"},
+        {"config: negative layers", "{\"num_hidden_layers\": -1}"},
+        {"config: fractional layers", "{\"num_hidden_layers\": 4.5}"},
+        {"config: layers 1e300", "{\"num_hidden_layers\": 1e300}"},
+        {"config: layers past 2^64", "{\"num_hidden_layers\": 99999999999999999999999}"},
+        {"config: layers 1e999 (inf)", "{\"num_hidden_layers\": 1e999}"},
+        {"config: negative vocab", "{\"vocab_size\": -5}"},
+        {"config: architectures is a number (wrong type)", "{\"architectures\": 5}"},
+        {"config: model_type is a number (wrong type)", "{\"model_type\": 7}"},
+        {"config: model_type is not UTF-8 (wrong type)", "{\"model_type\": \"ll\xff" "ama\"}"},
+    };
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        write_text(cfg, wrong[i][1]);
+        inspect_dir(&c, wrong[i][0], m, "config.json",
+                    strstr(wrong[i][0], "syntax") ? PL_ANY : PL_NONE);
+    }
+    write_text(cfg, ms_sb_str(&deep));
+    inspect_dir(&c, "config syntax: 200000 open brackets", m, "config.json", PL_NONE);
+    write_text(cfg, ms_sb_str(&deepobj));
+    inspect_dir(&c, "config syntax: objects nested 50000 deep", m, "config.json", PL_NONE);
+    ms_sb_free(&deep);
+    ms_sb_free(&deepobj);
+    free(cfg);
+    free(m);
+    free(src);
+    corpus_done(&c, 18);
+}
+
+/* ==== importance matrices ==== */
+
+typedef struct imx {
+    corpus *c;
+    const char *model, *ref;  /* quant MODEL --reference REF */
+} imx;
+
+static void imatrix_bad(const imx *x, const char *label, const char *name, const void *data,
+                        size_t len, place_kind pk)
+{
+    char *p = cpath(x->c, name);
+    write_file(p, data, len);
+    const char *argv[] = {"quant", "--quiet", x->model, "--reference", x->ref, "--imatrix", p,
+                          NULL};
+    expect_bad(x->c, label, argv, name, pk);
+    unlink(p);
+    free(p);
+}
+
+static void imatrix_good(const imx *x, const char *label, const void *data, size_t len)
+{
+    char *p = cpath(x->c, "good-imatrix");
+    write_file(p, data, len);
+    const char *argv[] = {"quant", "--quiet", x->model, "--reference", x->ref, "--imatrix", p,
+                          NULL};
+    expect_good(label, argv);
+    unlink(p);
+    free(p);
+}
+
+/* Field positions of a legacy .dat, found by an independent walk. */
+typedef struct dwalk {
+    size_t name_len[64], ncall[64], nval[64], vals[64], n;
+    size_t trailer;      /* position of chunk_count, 0 if none */
+    size_t cuts[512], n_cuts;
+} dwalk;
+
+static bool dat_walk(const uint8_t *p, size_t n, dwalk *w)
+{
+    memset(w, 0, sizeof(*w));
+    if (n < 4)
+        return false;
+    int32_t ne = (int32_t)get_le(p, 4);
+    size_t at = 4;
+    if (ne < 0 || ne > 64)
+        return false;
+    w->cuts[w->n_cuts++] = 4;
+    for (int32_t i = 0; i < ne; i++) {
+        if (n - at < 4)
+            return false;
+        int32_t nl = (int32_t)get_le(p + at, 4);
+        w->name_len[i] = at;
+        at += 4;
+        w->cuts[w->n_cuts++] = at;
+        if (nl < 0 || (size_t)nl > n - at || n - at - (size_t)nl < 8)
+            return false;
+        at += (size_t)nl;
+        w->cuts[w->n_cuts++] = at;
+        w->ncall[i] = at;
+        at += 4;
+        w->cuts[w->n_cuts++] = at;
+        w->nval[i] = at;
+        int32_t nv = (int32_t)get_le(p + at, 4);
+        at += 4;
+        w->cuts[w->n_cuts++] = at;
+        if (nv < 0 || (size_t)nv > (n - at) / 4)
+            return false;
+        w->vals[i] = at;
+        if (nv > 1)
+            w->cuts[w->n_cuts++] = at + 4 * (size_t)(nv / 2);
+        at += 4 * (size_t)nv;
+        w->cuts[w->n_cuts++] = at;
+    }
+    w->n = (size_t)ne;
+    if (at < n) {
+        w->trailer = at;
+        w->cuts[w->n_cuts++] = at + 4;
+        w->cuts[w->n_cuts++] = at + 8;
+    }
+    return true;
+}
+
+static void sb_f32(ms_sb *b, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    sb_le(b, u, 4);
+}
+
+/* A legacy .dat for the tiny Q8_0 GGUF: attn_q (64 columns) and ffn_down
+ * (176 columns), ten calls, then the chunk-count trailer. */
+static uint8_t *dat_build(size_t *len)
+{
+    static const struct { const char *name; int cols; } es[] = {
+        {"blk.0.attn_q.weight", 64}, {"blk.0.ffn_down.weight", 176}};
+    ms_sb b = MS_SB_INIT;
+    sb_le(&b, 2, 4);
+    for (size_t i = 0; i < 2; i++) {
+        sb_le(&b, strlen(es[i].name), 4);
+        ms_sb_add(&b, es[i].name);
+        sb_le(&b, 10, 4);
+        sb_le(&b, (uint64_t)es[i].cols, 4);
+        for (int j = 0; j < es[i].cols; j++)
+            sb_f32(&b, 10.0f * (float)(1 + j % 5));
+    }
+    sb_le(&b, 10, 4);
+    sb_le(&b, 4, 4);
+    ms_sb_add(&b, "wiki");
+    *len = b.len;
+    return (uint8_t *)ms_sb_detach(&b);
+}
+
+static void dat_corpus(const imx *x, const uint8_t *good, size_t n, const char *what)
+{
+    dwalk w;
+    cr_assert(dat_walk(good, n, &w), "%s: the test's walker cannot read it", what);
+    imatrix_good(x, what, good, n);
+    char label[160];
+    for (size_t i = 0; i < w.n_cuts; i++) {
+        if (w.cuts[i] >= n)
+            continue;
+        if (w.cuts[i] == w.trailer) { /* the trailer is optional */
+            imatrix_good(x, "imatrix.dat without its trailer", good, w.cuts[i]);
+            continue;
+        }
+        snprintf(label, sizeof(label), "%s truncated at boundary %zu (%zu bytes)%s", what, i,
+                 w.cuts[i], w.trailer && w.cuts[i] > w.trailer ? " (imatrix trailer)" : "");
+        imatrix_bad(x, label, "cut.dat", good, w.cuts[i], PL_OFFSET);
+    }
+    const float nan = NAN, inf = INFINITY, neg = -1.0f;
+    uint32_t bits_nan, bits_inf, bits_neg;
+    memcpy(&bits_nan, &nan, 4);
+    memcpy(&bits_inf, &inf, 4);
+    memcpy(&bits_neg, &neg, 4);
+    const size_t last = w.n - 1;
+    const struct { const char *label; size_t at; uint64_t v; } ps[] = {
+        {"entry count -1", 0, 0xffffffffu},
+        {"entry count 2^31-1", 0, 0x7fffffffu},
+        {"entry count one too many", 0, w.n + 1},
+        {"name length -1", w.name_len[0], 0xffffffffu},
+        {"name length 2^31-1", w.name_len[0], 0x7fffffffu},
+        {"name length past the end", w.name_len[last], n},
+        {"name length 0", w.name_len[0], 0},
+        {"ncall -1", w.ncall[0], 0xffffffffu},
+        {"value count -1", w.nval[0], 0xffffffffu},
+        {"value count 2^31-1", w.nval[0], 0x7fffffffu},
+        {"value count past the end", w.nval[last], n},
+        {"value count 0", w.nval[0], 0},
+        {"a NaN value", w.vals[0], bits_nan},
+        {"an infinite value", w.vals[0], bits_inf},
+        {"a negative value", w.vals[last], bits_neg},
+        {"name that is not UTF-8", w.name_len[0] + 4, 0xff},
+        {"name length 2^31-1 (imatrix trailer)", w.trailer ? w.trailer + 4 : SIZE_MAX,
+         0x7fffffffu},
+        {"name length -1 (imatrix trailer)", w.trailer ? w.trailer + 4 : SIZE_MAX,
+         0xffffffffu},
+    };
+    for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
+        int width = strstr(ps[i].label, "UTF-8") ? 1 : 4;
+        if (ps[i].at == SIZE_MAX || ps[i].at + (size_t)width > n)
+            continue;
+        uint8_t *d = dup_bytes(good, n);
+        put_le(d + ps[i].at, ps[i].v, width);
+        snprintf(label, sizeof(label), "%s: %s", what, ps[i].label);
+        imatrix_bad(x, label, "bad.dat", d, n, strstr(ps[i].label, "UTF-8") ? PL_NONE : PL_ANY);
+        free(d);
+    }
+}
+
+/* A GGUF imatrix with one weight; ne_sum2 / ne_counts / values varied. */
+static uint8_t *gimx_build(uint64_t cols, uint64_t n_mat, uint64_t cnt_ne1, float sum2,
+                           float count, bool with_counts, size_t *len)
+{
+    ms_sb b = MS_SB_INIT;
+    const char *base = "blk.0.attn_q.weight";
+    char n1[64], n2[64];
+    snprintf(n1, sizeof(n1), "%s.in_sum2", base);
+    snprintf(n2, sizeof(n2), "%s.counts", base);
+    ms_sb_add(&b, "GGUF");
+    sb_le(&b, 3, 4);
+    sb_le(&b, with_counts ? 2 : 1, 8);
+    sb_le(&b, 1, 8);
+    sb_gstr(&b, "general.type");
+    sb_le(&b, GT_STR, 4);
+    sb_gstr(&b, "imatrix");
+    uint64_t sum_bytes = cols * n_mat * 4, pad = (32 - sum_bytes % 32) % 32;
+    sb_gstr(&b, n1);
+    sb_le(&b, 2, 4);
+    sb_le(&b, cols, 8);
+    sb_le(&b, n_mat, 8);
+    sb_le(&b, 0, 4);
+    sb_le(&b, 0, 8);
+    if (with_counts) {
+        sb_gstr(&b, n2);
+        sb_le(&b, 2, 4);
+        sb_le(&b, 1, 8);
+        sb_le(&b, cnt_ne1, 8);
+        sb_le(&b, 0, 4);
+        sb_le(&b, sum_bytes + pad, 8);
+    }
+    while (b.len % 32)
+        ms_sb_addc(&b, 0);
+    for (uint64_t i = 0; i < cols * n_mat; i++)
+        sb_f32(&b, sum2);
+    for (uint64_t i = 0; i < pad; i++)
+        ms_sb_addc(&b, 0);
+    for (uint64_t i = 0; with_counts && i < cnt_ne1; i++)
+        sb_f32(&b, count);
+    *len = b.len;
+    return (uint8_t *)ms_sb_detach(&b);
+}
+
+Test(robust, imatrix_corpus, .timeout = 300)
+{
+    corpus c;
+    corpus_init(&c);
+    char *model = ms_test_gen("tiny/gguf/base-Q8_0.gguf"), *ref = ms_test_gen("tiny/base");
+    imx x = {&c, model, ref};
+    size_t n;
+    uint8_t *good = dat_build(&n);
+    dat_corpus(&x, good, n, "tiny imatrix.dat");
+    free(good);
+
+    good = gimx_build(64, 1, 1, 100.0f, 10.0f, true, &n);
+    imatrix_good(&x, "tiny imatrix.gguf", good, n);
+    free(good);
+    const struct { const char *label; uint64_t cols, n_mat, cnt; float sum2, count;
+                   bool with_counts; } gs[] = {
+        {"no counts tensor", 64, 1, 1, 100.0f, 10.0f, false},
+        {"counts for two matrices, sums for one", 64, 1, 2, 100.0f, 10.0f, true},
+        {"columns disagree with the model", 63, 1, 1, 100.0f, 10.0f, true},
+        {"negative count", 64, 1, 1, 100.0f, -10.0f, true},
+        {"NaN count", 64, 1, 1, 100.0f, NAN, true},
+        {"negative sums", 64, 1, 1, -100.0f, 10.0f, true},
+        {"infinite sums", 64, 1, 1, INFINITY, 10.0f, true},
+    };
+    for (size_t i = 0; i < sizeof(gs) / sizeof(gs[0]); i++) {
+        uint8_t *d = gimx_build(gs[i].cols, gs[i].n_mat, gs[i].cnt, gs[i].sum2, gs[i].count,
+                                gs[i].with_counts, &n);
+        imatrix_bad(&x, gs[i].label, "bad-imatrix.gguf", d, n, PL_NONE);
+        free(d);
+    }
+
+    /* the real imatrix files of the real GGUF fixtures */
+    char *rmodel = ms_test_shared("real-gguf/gguf/model-Q8_0.gguf");
+    char *rref = ms_test_shared("real-gguf/source/model-f32.safetensors");
+    char *rdat = ms_test_shared("real-gguf/source/imatrix.dat");
+    char *rgguf = ms_test_shared("real-gguf/source/imatrix.gguf");
+    if (rmodel && rref && rdat && rgguf) {
+        imx rx = {&c, rmodel, rref};
+        uint8_t *d;
+        cr_assert(rb_read(rdat, &d, &n));
+        dat_corpus(&rx, d, n, "real imatrix.dat");
+        free(d);
+        cr_assert(rb_read(rgguf, &d, &n));
+        imatrix_good(&rx, "real imatrix.gguf", d, n);
+        gwalk *w = calloc(1, sizeof(*w));
+        cr_assert(w && gw_walk(d, n, w));
+        size_t step = w->n_cuts > 40 ? w->n_cuts / 40 : 1;
+        for (size_t i = 0; i < w->n_cuts; i += step) {
+            char label[96];
+            if (w->cuts[i] >= n)
+                continue;
+            snprintf(label, sizeof(label), "real imatrix.gguf truncated to %zu bytes",
+                     w->cuts[i]);
+            imatrix_bad(&rx, label, "cut-imatrix.gguf", d, w->cuts[i], PL_OFFSET);
+        }
+        free(w);
+        free(d);
+    } else {
+        cr_log_warn("../shared/fixtures absent: real imatrix part skipped");
+    }
+    free(rmodel);
+    free(rref);
+    free(rdat);
+    free(rgguf);
+    free(model);
+    free(ref);
+    corpus_done(&c, 40);
 }
