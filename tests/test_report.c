@@ -549,6 +549,22 @@ Test(report, hostile_names_stay_inert)
         free(gpath);
         free(dpath);
     }
+    /* nothing but our own files in plots/: gnuplot wrote no file of an input's choosing */
+    DIR *dp = opendir(plots);
+    struct dirent *de;
+    int n_files = 0;
+    while ((de = readdir(dp))) {
+        const char *f = de->d_name;
+        if (f[0] == '.')
+            continue;
+        size_t stem = strspn(f, "abcdefghijklmnopqrstuvwxyz0123456789_");
+        cr_assert(!strcmp(f + stem, ".gp") || !strcmp(f + stem, ".dat") ||
+                  !strcmp(f + stem, ".png") || !strcmp(f + stem, ".svg"),
+                  "unexpected file plots/%s", f);
+        n_files++;
+    }
+    closedir(dp);
+    cr_assert_gt(n_files, 8);
     free(plots);
     for (int i = 0; i < 3; i++) {
         free(ins[i]);
