@@ -140,15 +140,22 @@ static ms_status load_dat(const uint8_t *p, size_t len, ms_imatrix *im, ms_error
         if ((st = dat_entry(&r, &im->entries[i], err)))
             return st;
     }
-    /* optional trailer: chunk count and dataset name */
+    /* optional trailer: chunk count, dataset name length, the name; when
+     * present it must account for every remaining byte */
+    size_t at = r.pos;
+    if (len == r.pos)
+        return MS_OK;
     int32_t chunks, dlen;
-    if (len - r.pos >= 8) {
-        rd_i32(&r, &chunks, "chunk count", err);
-        rd_i32(&r, &dlen, "dataset length", err);
-        im->chunk_count = chunks;
-        if (dlen > 0 && (size_t)dlen <= len - r.pos)
-            im->dataset = ms_strndup((const char *)p + r.pos, (size_t)dlen);
-    }
+    if ((st = rd_i32(&r, &chunks, "chunk count", err)) ||
+        (st = rd_i32(&r, &dlen, "dataset name length", err)))
+        return st;
+    if (chunks < 0 || dlen < 0 || (size_t)dlen != len - r.pos)
+        return ms_error_set(err, MS_ERR_FORMAT, im->path, (int64_t)at,
+                            "bad imatrix trailer: %d chunks, dataset name of %d bytes "
+                            "with %zu bytes left", (int)chunks, (int)dlen, len - r.pos);
+    im->chunk_count = chunks;
+    if (dlen > 0 && !(im->dataset = ms_strndup((const char *)p + r.pos, (size_t)dlen)))
+        return ms_error_set(err, MS_ERR_NOMEM, im->path, -1, "out of memory");
     return MS_OK;
 }
 
