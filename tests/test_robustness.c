@@ -1359,3 +1359,168 @@ Test(robust, imatrix_corpus, .timeout = 300)
     free(ref);
     corpus_done(&c, 40);
 }
+
+/* ==== recipes ==== */
+
+static void recipe_bad(corpus *c, const char *label, const char *text, size_t len,
+                       const char *sub)
+{
+    char *p = cpath(c, "bad.yml");
+    write_file(p, text, len);
+    const char *argv[] = {"recipe", sub, "--quiet", p, "--layers", "4", NULL};
+    if (!strcmp(sub, "check"))
+        argv[4] = NULL;
+    expect_bad(c, label, argv, "bad.yml", PL_LINECOL);
+    unlink(p);
+    free(p);
+}
+
+#define RCP_HEAD "merge_method: linear\nmodels:\n"
+
+Test(robust, recipe_corpus, .timeout = 300)
+{
+    corpus c;
+    corpus_init(&c);
+    char *good = ms_test_gen("tiny/recipes/linear.yml");
+    const char *gargv[] = {"recipe", "check", "--quiet", good, NULL};
+    expect_good("generated linear recipe", gargv);
+    const char *eargv[] = {"recipe", "explain", "--quiet", good, "--layers", "4", NULL};
+    expect_good("generated linear recipe explained", eargv);
+    uint8_t *gtext;
+    size_t gn;
+    cr_assert(rb_read(good, &gtext, &gn));
+    free(good);
+
+    static const char *const texts[][2] = {
+        {"recursive alias", RCP_HEAD "  - &m\n    model: a\n    parameters: {weight: *m}\n"},
+        {"alias of a list inside itself", "merge_method: linear\nmodels: &m\n  - model: a\n"
+                                          "    parameters: {weight: *m}\n"},
+        {"undefined alias", RCP_HEAD "  - model: *nowhere\n"},
+        {"anchor on a key reused as a value", RCP_HEAD "  - &k model: a\n    parameters: {weight: *k}\n"},
+        {"merge key recursion", "base: &b\n  <<: *b\n" RCP_HEAD "  - model: a\n"},
+        {"tab indentation", RCP_HEAD "\t- model: a\n"},
+        {"unterminated quote", RCP_HEAD "  - model: \"a\n"},
+        {"unterminated flow list", RCP_HEAD "  - model: a\n    parameters: {weight: [1, 2\n"},
+        {"duplicate merge_method", "merge_method: linear\nmerge_method: slerp\nmodels:\n  - model: a\n"},
+        {"empty file", ""},
+        {"only a document marker", "---\n"},
+        {"a bare scalar", "linear\n"},
+        {"a list at the top", "- merge_method: linear\n"},
+        {"models is a number", "merge_method: linear\nmodels: 5\n"},
+        {"models is a string", "merge_method: linear\nmodels: a, b\n"},
+        {"model is a list", RCP_HEAD "  - model: [a]\n"},
+        {"model is a mapping with no path", RCP_HEAD "  - model: {lora: x}\n"},
+        {"merge_method is a list", "merge_method: [linear]\nmodels:\n  - model: a\n"},
+        {"unknown merge_method", "merge_method: averagee\nmodels:\n  - model: a\n"},
+        {"parameters is a list", RCP_HEAD "  - model: a\n    parameters: [1, 2]\n"},
+        {"weight is text", RCP_HEAD "  - model: a\n    parameters: {weight: heavy}\n"},
+        {"weight is 1e999", RCP_HEAD "  - model: a\n    parameters: {weight: 1e999}\n"},
+        {"weight is .inf", RCP_HEAD "  - model: a\n    parameters: {weight: .inf}\n"},
+        {"weight is .nan", RCP_HEAD "  - model: a\n    parameters: {weight: .nan}\n"},
+        {"gradient of texts", RCP_HEAD "  - model: a\n    parameters: {weight: [a, b, c]}\n"},
+        {"empty gradient", RCP_HEAD "  - model: a\n    parameters: {weight: []}\n"},
+        {"filter value is a list of lists",
+         RCP_HEAD "  - model: a\n    parameters:\n      weight:\n        - filter: [[x]]\n          value: 1\n"},
+        {"density 1e308 squared", "merge_method: ties\nbase_model: b\nmodels:\n  - model: a\n"
+                                  "    parameters: {weight: 1, density: 1e616}\n"},
+        {"layer_range beyond 2^64", "merge_method: passthrough\nslices:\n  - sources:\n"
+                                    "      - model: a\n        layer_range: [0, 99999999999999999999999]\n"},
+        {"negative layer_range", "merge_method: passthrough\nslices:\n  - sources:\n"
+                                 "      - model: a\n        layer_range: [-4, 2]\n"},
+        {"reversed layer_range", "merge_method: passthrough\nslices:\n  - sources:\n"
+                                 "      - model: a\n        layer_range: [4, 2]\n"},
+        {"layer_range as text", "merge_method: passthrough\nslices:\n  - sources:\n"
+                                "      - model: a\n        layer_range: 0-4\n"},
+        {"layer_range of three", "merge_method: passthrough\nslices:\n  - sources:\n"
+                                 "      - model: a\n        layer_range: [0, 1, 2]\n"},
+        {"slices is a mapping", "merge_method: passthrough\nslices: {sources: x}\n"},
+        {"sources is a number", "merge_method: passthrough\nslices:\n  - sources: 7\n"},
+        {"stage cycle", "name: a\nmerge_method: linear\nmodels:\n  - model: b\n---\n"
+                        "name: b\nmerge_method: linear\nmodels:\n  - model: a\n---\n"
+                        "name: a\nmerge_method: linear\nmodels:\n  - model: b\n"},
+        {"stage names itself", "name: a\nmerge_method: linear\nmodels:\n  - model: a\n"},
+        {"model name with control chars (control chars)",
+         RCP_HEAD "  - model: \"a\\nmergescope: forged\\e[2J\"\n    parameters: {weight: x}\n"},
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        recipe_bad(&c, texts[i][0], texts[i][1], strlen(texts[i][1]), "check");
+        if (i % 4 == 0) {
+            char label[128];
+            snprintf(label, sizeof(label), "%s (explain)", texts[i][0]);
+            recipe_bad(&c, label, texts[i][1], strlen(texts[i][1]), "explain");
+        }
+    }
+
+    /* generated ones: billion laughs, deep nesting, bytes that are not YAML */
+    ms_sb b = MS_SB_INIT;
+    ms_sb_add(&b, "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for (int i = 1; i < 10; i++) {
+        ms_sb_addf(&b, "l%d: &l%d [", i, i);
+        for (int k = 0; k < 10; k++)
+            ms_sb_addf(&b, "%s*l%d", k ? ", " : "", i - 1);
+        ms_sb_add(&b, "]\n");
+    }
+    ms_sb_add(&b, RCP_HEAD "  - model: a\n    parameters: {weight: *l9}\n");
+    recipe_bad(&c, "billion laughs", b.buf, b.len, "check");
+    recipe_bad(&c, "billion laughs (explain)", b.buf, b.len, "explain");
+    ms_sb_reset(&b);
+    ms_sb_add(&b, RCP_HEAD "  - model: a\n    parameters: {weight: ");
+    for (int i = 0; i < 100000; i++)
+        ms_sb_addc(&b, '[');
+    recipe_bad(&c, "100000 open brackets", b.buf, b.len, "check");
+    ms_sb_reset(&b);
+    for (int i = 0; i < 3000; i++)
+        ms_sb_addf(&b, "%*sk:\n", 2 * i, "");
+    recipe_bad(&c, "block mappings nested 3000 deep", b.buf, b.len, "check");
+    ms_sb_reset(&b);
+    for (int i = 0; i < 3000; i++)
+        ms_sb_addf(&b, "%*s-\n", 2 * i, "");
+    recipe_bad(&c, "block lists nested 3000 deep", b.buf, b.len, "check");
+    ms_sb_reset(&b);
+    for (int i = 0; i < 20000; i++)
+        ms_sb_add(&b, "---\nmerge_method: linear\n");
+    recipe_bad(&c, "20000 documents without models", b.buf, b.len, "check");
+    ms_sb_reset(&b);
+    ms_sb_add(&b, RCP_HEAD "  - model: ");
+    for (int i = 0; i < (1 << 22); i++)
+        ms_sb_addc(&b, 'a');
+    ms_sb_add(&b, "\n    parameters: {weight: x}\n");
+    recipe_bad(&c, "4 MiB model name", b.buf, b.len, "check");
+    ms_sb_free(&b);
+
+    static const char *const raw[][2] = {
+        {"not UTF-8", RCP_HEAD "  - model: caf\xe9\n"},
+        {"overlong UTF-8", RCP_HEAD "  - model: \xc0\xaf" "etc\n"},
+        {"UTF-16 surrogate in UTF-8", RCP_HEAD "  - model: \xed\xa0\x80\n"},
+        {"a control character", RCP_HEAD "  - model: a\x01" "b\n"},
+    };
+    for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++)
+        recipe_bad(&c, raw[i][0], raw[i][1], strlen(raw[i][1]), "check");
+    const char nul[] = RCP_HEAD "  - model: a\0b\n";
+    recipe_bad(&c, "a NUL byte", nul, sizeof(nul) - 1, "check");
+    size_t gg;
+    uint8_t *gguf = gguf_build(&gg);
+    recipe_bad(&c, "a GGUF given as a recipe", (const char *)gguf, gg, "check");
+    free(gguf);
+    /* the valid recipe cut at every line */
+    for (size_t i = 1; i < gn; i++) {
+        if (gtext[i - 1] != '\n' || i + 1 >= gn)
+            continue;
+        char label[64];
+        snprintf(label, sizeof(label), "recipe cut after byte %zu", i);
+        char *p = cpath(&c, "cut.yml");
+        write_file(p, gtext, i);
+        const char *argv[] = {"recipe", "check", "--quiet", p, NULL};
+        rb_result r;
+        rb_run(argv, NULL, &r);
+        /* a prefix may be a valid recipe; it must never crash or hang */
+        cr_expect(!r.sig && !r.timed_out && (r.status == 0 || !verdict(&r, "cut.yml", PL_LINECOL)),
+                  "%s: status %d signal %d: %s", label, r.status, r.sig, r.err);
+        c.n_cases++;
+        rb_free(&r);
+        unlink(p);
+        free(p);
+    }
+    free(gtext);
+    corpus_done(&c, 60);
+}
