@@ -415,21 +415,65 @@ static void findings_provenance(ms_rp_doc *d, const cJSON *prov)
     }
 }
 
-static void card_findings(ms_rp_doc *d, const card_in *ci)
+/* Each donor fingerprint the audit found, one line each. */
+static void findings_fingerprints(ms_rp_doc *d, const cJSON *audit)
+{
+    const cJSON *e, *f;
+    cJSON_ArrayForEach(e, ms_rp_arr(audit, "donors")) {
+        const char *n = ms_rp_str(e, "name");
+        cJSON_ArrayForEach(f, ms_rp_arr(e, "fingerprints")) {
+            const char *k = ms_rp_str(f, "kind");
+            if (!n || !k)
+                continue;
+            ms_rp_li(d);
+            ms_rp_span(d, RP_CODE, n);
+            ms_rp_span(d, RP_OURS, ": fingerprint ");
+            ms_rp_span(d, RP_BOLD, k);
+            ms_rp_spanf(d, " on %d tensors (mergescope audit)",
+                        cJSON_GetArraySize(ms_rp_arr(f, "tensors")));
+        }
+    }
+}
+
+static void card_findings(ms_rp_doc *d, const card_in *ci, bool in_card)
 {
     if (!ci->attr && !ci->audit && !ci->compare && !ci->prov)
         return;
-    ms_rp_h(d, 2, "Layer-wise findings");
+    ms_rp_h(d, 2, in_card ? "Layer-wise findings" : "Findings");
     if (ci->attr)
         findings_dominant(d, ms_rp_arr(ci->attr, "layers"), "measured");
     else if (ci->audit)
         findings_dominant(d, ms_rp_arr(ci->audit, "layers"), "simulated");
+    if (ci->audit)
+        findings_fingerprints(d, ci->audit);
     if (ci->prov)
         findings_provenance(d, ci->prov);
     if (ci->compare)
         findings_compare(d, ci->compare);
     ms_rp_p(d);
-    ms_rp_span(d, RP_OURS, "Plots of all per-layer figures are in the mergescope report.");
+    ms_rp_span(d, RP_OURS, in_card ? "Plots of all per-layer figures are in the mergescope "
+                                     "report."
+                                   : "Details and plots follow, one section per result.");
+}
+
+static void card_inputs(const ms_report *r, card_in *ci)
+{
+    const ms_rp_input *in;
+    memset(ci, 0, sizeof(*ci));
+    if ((in = ms_rp_first(r, MS_RK_RECIPE))) ci->recipe = in->root;
+    if ((in = ms_rp_first(r, MS_RK_AUDIT))) ci->audit = in->root;
+    if ((in = ms_rp_first(r, MS_RK_ATTRIBUTE))) ci->attr = in->root;
+    if ((in = ms_rp_first(r, MS_RK_PROVENANCE))) ci->prov = in->root;
+    if ((in = ms_rp_first(r, MS_RK_QUANT))) ci->quant = in->root;
+    if ((in = ms_rp_first(r, MS_RK_INSPECT))) ci->inspect = in->root;
+    if ((in = ms_rp_first(r, MS_RK_COMPARE))) ci->compare = in->root;
+}
+
+void ms_rp_findings(ms_rp_doc *d, const ms_report *r)
+{
+    card_in ci;
+    card_inputs(r, &ci);
+    card_findings(d, &ci, false);
 }
 
 static void card_quant(ms_rp_doc *d, const cJSON *q)
@@ -488,16 +532,9 @@ static void card_quant(ms_rp_doc *d, const cJSON *q)
 
 bool ms_rp_card_build(const ms_report *r, ms_sb *out)
 {
-    card_in ci = {0};
+    card_in ci;
     model_list ml = {0};
-    const ms_rp_input *in;
-    if ((in = ms_rp_first(r, MS_RK_RECIPE))) ci.recipe = in->root;
-    if ((in = ms_rp_first(r, MS_RK_AUDIT))) ci.audit = in->root;
-    if ((in = ms_rp_first(r, MS_RK_ATTRIBUTE))) ci.attr = in->root;
-    if ((in = ms_rp_first(r, MS_RK_PROVENANCE))) ci.prov = in->root;
-    if ((in = ms_rp_first(r, MS_RK_QUANT))) ci.quant = in->root;
-    if ((in = ms_rp_first(r, MS_RK_INSPECT))) ci.inspect = in->root;
-    if ((in = ms_rp_first(r, MS_RK_COMPARE))) ci.compare = in->root;
+    card_inputs(r, &ci);
     bool merge = ci.recipe || ci.audit || ci.attr || ci.prov;
     collect_models(&ci, &ml);
     ms_rp_doc *d = ms_rp_doc_new();
@@ -522,7 +559,7 @@ bool ms_rp_card_build(const ms_report *r, ms_sb *out)
     }
     if (ci.audit)
         card_audit(d, &ci);
-    card_findings(d, &ci);
+    card_findings(d, &ci, true);
     if (ci.quant)
         card_quant(d, ci.quant);
     ms_rp_h(d, 2, "Intended use");

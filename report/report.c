@@ -268,6 +268,7 @@ static void build_doc(const ms_report *r, ms_rp_ctx *c)
     };
     ms_rp_h(c->doc, 1, "mergescope report");
     ms_rp_section_overview(c);
+    ms_rp_findings(c->doc, r);
     for (size_t k = 0; k < MS_ARRAY_SIZE(order); k++)
         for (size_t i = 0; i < r->n; i++)
             if (r->in[i].kind == order[k])

@@ -167,6 +167,8 @@ bool ms_rp_recipe_yaml(const cJSON *root, ms_sb *o);
  * the type names. */
 bool ms_rp_type_mix(const cJSON *types, ms_sb *out, bool markdown);
 
+/* The card's layer-wise findings as a report section (card.c). */
+void ms_rp_findings(ms_rp_doc *d, const ms_report *r);
 /* The model card: front matter and Markdown, into out. */
 bool ms_rp_card_build(const ms_report *r, ms_sb *out);
 
