@@ -769,6 +769,10 @@ Test(report, html_renders_in_headless_chromium, .timeout = 180)
     stat(png, &sr);
     cr_assert_gt(sr.st_size, 10 * sb.st_size, "report screenshot %lld bytes vs blank %lld",
                  (long long)sr.st_size, (long long)sb.st_size);
+    /* the browser profiles are tens of MB */
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", prof1, prof2);
+    cr_assert_eq(system(cmd), 0);
     free(url); free(png); free(blank_png); free(blank); free(blank_url);
     free(prof1); free(prof2);
     free(out); free(err); free(out_dir); free(dir);
