@@ -299,6 +299,8 @@ static void print_header(const ms_recipe_stage *st, size_t si, size_t n_stages,
 {
     printf("stage %zu of %zu%s%s%s: %s", si + 1, n_stages, st->name ? " '" : "",
            st->name ? st->name : "", st->name ? "'" : "", st->method_name);
+    if (st->n_modules > 1)
+        printf(", module '%s'", st->modules[plan->module].name);
     if (st->base_model != MS_RECIPE_NONE)
         printf(", base %s", model_label(st, st->base_model));
     printf("\n%d output layers (%s)\n", plan->n_layers, layers_from);
@@ -381,6 +383,7 @@ static cJSON *stage_json(const ms_recipe_stage *st, const ms_recipe_plan *plan,
     else
         cJSON_AddNullToObject(o, "name");
     cJSON_AddStringToObject(o, "merge_method", st->method_name);
+    cJSON_AddStringToObject(o, "module", st->modules[plan->module].name);
     if (st->base_model != MS_RECIPE_NONE)
         cJSON_AddStringToObject(o, "base_model", model_label(st, st->base_model));
     else
@@ -433,13 +436,13 @@ static cJSON *stage_json(const ms_recipe_stage *st, const ms_recipe_plan *plan,
 
 /* The input layer count of a models: stage: --layers, an earlier stage's
  * output, or the config of the first model that resolves. */
-static ms_status stage_layers(const ms_common *c, const ms_recipe *r, size_t si,
+static ms_status stage_layers(const ms_common *c, const ms_recipe *r, size_t si, size_t mi,
                               long layers_opt, const int *out_layers, int *n,
                               const char **from, ms_error *err)
 {
     const ms_recipe_stage *st = &r->stages[si];
     *n = 0;
-    if (!st->modules[0].models_syntax)
+    if (!st->modules[mi].models_syntax)
         return MS_OK;
     *from = "from --layers";
     if (layers_opt > 0) {
@@ -475,6 +478,39 @@ static ms_status stage_layers(const ms_common *c, const ms_recipe *r, size_t si,
                         "a model's config can be read)", si + 1);
 }
 
+/* Plan, resolve and print (or add to stages) one module of stage si. */
+static ms_status explain_module(const ms_common *c, const ms_recipe *r, size_t si, size_t mi,
+                                long layers_opt, int *out_layers, bool json_stdout,
+                                cJSON *stages, cJSON **last, ms_error *err)
+{
+    const ms_recipe_stage *stg = &r->stages[si];
+    const char *from = "from the layer ranges";
+    ms_recipe_plan *plan = NULL;
+    rows rs = {NULL, 0, 0};
+    int n = 0;
+    ms_status st = stage_layers(c, r, si, mi, layers_opt, out_layers, &n, &from, err);
+    if (!st)
+        st = ms_recipe_plan_build(stg, mi, n, &plan, err);
+    if (!st)
+        st = build_rows(&rs, plan, err);
+    if (!st) {
+        if (mi == 0)
+            out_layers[si] = plan->n_layers;
+        if (!json_stdout) {
+            printf("\n");
+            print_header(stg, si, r->n_stages, plan, from);
+            print_rows(stg, &rs);
+        }
+        if (stages) {
+            *last = stage_json(stg, plan, &rs);
+            cJSON_AddItemToArray(stages, *last);
+        }
+    }
+    rows_free(&rs);
+    ms_recipe_plan_free(plan);
+    return st;
+}
+
 static int run_explain(const ms_common *c, const ms_strlist *pos, long layers_opt)
 {
     ms_recipe *r = NULL;
@@ -494,30 +530,9 @@ static int run_explain(const ms_common *c, const ms_strlist *pos, long layers_op
     if (!json_stdout)
         printf("recipe: %s\n", ms_path_basename(pos->items[1]));
     for (size_t si = 0; !st && si < r->n_stages; si++) {
-        const ms_recipe_stage *stg = &r->stages[si];
-        const char *from = "from the layer ranges";
-        ms_recipe_plan *plan = NULL;
-        rows rs = {NULL, 0, 0};
-        int n = 0;
-        st = stage_layers(c, r, si, layers_opt, out_layers, &n, &from, &err);
-        if (!st)
-            st = ms_recipe_plan_build(stg, 0, n, &plan, &err);
-        if (!st)
-            st = build_rows(&rs, plan, &err);
-        if (!st) {
-            out_layers[si] = plan->n_layers;
-            if (!json_stdout) {
-                printf("\n");
-                print_header(stg, si, r->n_stages, plan, from);
-                print_rows(stg, &rs);
-            }
-            if (stages) {
-                last = stage_json(stg, plan, &rs);
-                cJSON_AddItemToArray(stages, last);
-            }
-        }
-        rows_free(&rs);
-        ms_recipe_plan_free(plan);
+        for (size_t mi = 0; !st && mi < r->stages[si].n_modules; mi++)
+            st = explain_module(c, r, si, mi, layers_opt, out_layers, json_stdout, stages,
+                                &last, &err);
     }
     int rc = MS_EXIT_OK;
     if (st) {

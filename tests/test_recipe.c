@@ -946,3 +946,54 @@ Test(recipe, deep_nesting)
     parse_bad(ms_sb_str(&sb), 0, 0, "nested deeper than 64");
     ms_sb_free(&sb);
 }
+
+/* modules: module parameters sit between slice and top level. */
+Test(recipe, modules)
+{
+    ms_recipe *r = parse_ok(
+        "merge_method: linear\n"
+        "modules:\n"
+        "  text_decoder:\n"
+        "    models:\n"
+        "      - model: a\n"
+        "        parameters: {weight: 1}\n"
+        "      - model: b\n"
+        "    parameters:\n"
+        "      normalize: false\n"
+        "      weight: 3\n"
+        "  vision_tower:\n"
+        "    slices:\n"
+        "      - sources:\n"
+        "          - {model: a, layer_range: [0, 2], parameters: {weight: 0.5}}\n"
+        "          - {model: b, layer_range: [2, 4]}\n"
+        "parameters:\n"
+        "  weight: 2\n");
+    cr_assert_eq(r->stages[0].n_modules, 2);
+    cr_expect_str_eq(r->stages[0].modules[1].name, "vision_tower");
+    ms_recipe_plan *p0 = NULL, *p1 = NULL;
+    ms_error err;
+    ms_error_clear(&err);
+    cr_assert_eq(ms_recipe_plan_build(&r->stages[0], 0, 3, &p0, &err), MS_OK);
+    cr_assert_eq(ms_recipe_plan_build(&r->stages[0], 1, 0, &p1, &err), MS_OK);
+    const char *q = "model.layers.1.self_attn.q_proj.weight";
+    cr_expect_float_eq(resolve1(p0, q, 1, "a", MS_PARAM_WEIGHT), 1.0, 0);
+    cr_expect_float_eq(resolve1(p0, q, 1, "b", MS_PARAM_WEIGHT), 3.0, 0);   /* module */
+    cr_expect_float_eq(resolve1(p0, q, 1, NULL, MS_PARAM_NORMALIZE), 0.0, 0);
+    cr_expect_float_eq(resolve1(p1, q, 1, "a", MS_PARAM_WEIGHT), 0.5, 0);
+    cr_expect_float_eq(resolve1(p1, q, 1, "b", MS_PARAM_WEIGHT), 2.0, 0);   /* top level */
+    cr_expect_float_eq(resolve1(p1, q, 1, NULL, MS_PARAM_NORMALIZE), 1.0, 0); /* default */
+    cr_expect_eq(p1->layers[1].inputs[1].in_layer, 3);
+    ms_recipe_plan_free(p0);
+    ms_recipe_plan_free(p1);
+    char *text = NULL;
+    static const double w[] = {0.25};
+    const ms_recipe_change ch = {0, "b", "weight", NULL, w, 1};
+    ms_recipe *b = reparse(r, &ch, 1, &text);
+    cr_assert_eq(ms_recipe_plan_build(&b->stages[0], 1, 0, &p1, &err), MS_OK);
+    cr_expect_float_eq(resolve1(p1, q, 1, "b", MS_PARAM_WEIGHT), 0.25, 0);
+    cr_expect_float_eq(resolve1(p1, q, 1, "a", MS_PARAM_WEIGHT), 0.5, 0);
+    ms_recipe_plan_free(p1);
+    ms_recipe_free(b);
+    free(text);
+    ms_recipe_free(r);
+}
