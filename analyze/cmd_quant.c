@@ -300,7 +300,8 @@ static int run_compare(const quant_args *a, const char *model_name)
     return code;
 }
 
-static cJSON *plan_json(const ms_plan *pl, const char *policy, const char *args)
+static cJSON *plan_json(const ms_plan *pl, const char *policy, const char *args,
+                        const char *file, const char *cmd)
 {
     cJSON *root = ms_json_result_new("quant");
     cJSON *o = cJSON_AddObjectToObject(root, "plan");
@@ -309,6 +310,8 @@ static cJSON *plan_json(const ms_plan *pl, const char *policy, const char *args)
     cJSON_AddNumberToObject(o, "n_params", (double)pl->n_params);
     cJSON_AddNumberToObject(o, "bytes", (double)pl->bytes);
     cJSON_AddStringToObject(o, "args", args);
+    cJSON_AddStringToObject(o, "tensor_type_file", file);
+    cJSON_AddStringToObject(o, "command", cmd);
     cJSON *ts = cJSON_AddArrayToObject(o, "tensors");
     for (size_t i = 0; i < pl->n_entries; i++) {
         const ms_plan_entry *e = &pl->entries[i];
@@ -325,7 +328,7 @@ static cJSON *plan_json(const ms_plan *pl, const char *policy, const char *args)
     return root;
 }
 
-static void print_plan(const ms_plan *pl, const char *args, const char *src)
+static void print_plan(const ms_plan *pl, const char *args, const char *cmd, const char *src)
 {
     printf("quant plan for %s: %.4f bits per weight predicted (%llu parameters)\n",
            an_label(src), pl->bits_per_weight, (unsigned long long)pl->n_params);
@@ -337,6 +340,7 @@ static void print_plan(const ms_plan *pl, const char *args, const char *src)
                an_fmt(sc, sizeof(sc), "%.6e", e->score), e->promoted ? " promoted" : "");
     }
     printf("\nllama-quantize arguments:\n%s", args);
+    printf("\nor, with the plan written by --plan-file PLAN:\n%s\n", cmd ? cmd : "");
 }
 
 static int run_plan(const quant_args *a, const char *src_name)
@@ -362,11 +366,16 @@ static int run_plan(const quant_args *a, const char *src_name)
     } else if (!(args = ms_plan_format_args(pl))) {
         code = MS_EXIT_FAIL;
     } else {
-        if (a->plan_file && ms_write_file_atomic(a->plan_file, args, strlen(args), &err))
+        char *file = ms_plan_format_file(pl), *cmd = ms_plan_format_command(pl, im != NULL);
+        if (!file || !cmd)
+            code = MS_EXIT_FAIL;
+        else if (a->plan_file && ms_write_file_atomic(a->plan_file, file, strlen(file), &err))
             code = ms_report_error(&err);
         if (!code && !(a->c.json && !strcmp(a->c.json, "-")))
-            print_plan(pl, args, src_name);
-        cJSON *root = code ? NULL : plan_json(pl, a->plan, args);
+            print_plan(pl, args, cmd, src_name);
+        cJSON *root = code ? NULL : plan_json(pl, a->plan, args, file, cmd);
+        free(file);
+        free(cmd);
         if (root)
             code = ms_write_json_result(&a->c, root);
         cJSON_Delete(root);
@@ -466,7 +475,7 @@ int cmd_quant(int argc, char **argv)
                        "imatrix) or KEY=VALUE,... with base, embed, output, attn, ffn, promote "
                        "(ggml types), top (fraction of FFN matrices promoted), rank (mean_abs "
                        "or imatrix)"),
-        MS_OPT_STRING_(0, "plan-file", &a.plan_file, "OUT", "also write the plan's arguments to OUT"),
+        MS_OPT_STRING_(0, "plan-file", &a.plan_file, "OUT", "also write the plan as a llama-quantize --tensor-type-file"),
         MS_OPT_STRING_(0, "check-plan", &a.check_plan, "FILE", "check MODEL against a plan file"),
         MS_COMMON_OPTIONS(&a.c),
         MS_OPT_END_

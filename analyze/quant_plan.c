@@ -331,30 +331,106 @@ static void lower_type(char *buf, size_t cap, ms_dtype t)
         *c = (char)tolower((unsigned char)*c);
 }
 
+/* ^NAME$ with its dots escaped: llama-quantize searches the pattern in the
+ * name, so without anchors "output\.weight" would also take
+ * "blk.0.attn_output.weight". */
+static bool add_pattern(ms_sb *sb, const char *name)
+{
+    bool ok = ms_sb_addc(sb, '^');
+    for (const char *c = name; *c; c++)
+        ok &= *c == '.' ? ms_sb_add(sb, "\\.") : ms_sb_addc(sb, *c);
+    return ok && ms_sb_addc(sb, '$');
+}
+
 char *ms_plan_format_args(const ms_plan *p)
 {
     ms_sb sb = MS_SB_INIT;
     char ty[32];
-    bool ok = true;
+    bool ok = ms_sb_add(&sb, "");
     for (size_t i = 0; i < p->n_entries; i++) {
         const ms_plan_entry *e = &p->entries[i];
         if (!e->quantized)
             continue;
         lower_type(ty, sizeof(ty), e->type);
-        if (!strcmp(e->gguf_name, "token_embd.weight")) {
+        if (!strcmp(e->gguf_name, "token_embd.weight"))
             ok &= ms_sb_addf(&sb, "--token-embedding-type %s\n", ty);
-        } else if (!strcmp(e->gguf_name, "output.weight")) {
+        else if (!strcmp(e->gguf_name, "output.weight"))
             ok &= ms_sb_addf(&sb, "--output-tensor-type %s\n", ty);
-        } else {
-            ok &= ms_sb_add(&sb, "--tensor-type ");
-            for (const char *c = e->gguf_name; *c; c++)
-                ok &= *c == '.' ? ms_sb_add(&sb, "\\.") : ms_sb_addc(&sb, *c);
-            ok &= ms_sb_addf(&sb, "=%s\n", ty);
-        }
+        else /* quoted for the shell, which would eat the backslashes */
+            ok &= ms_sb_add(&sb, "--tensor-type '") && add_pattern(&sb, e->gguf_name) &&
+                  ms_sb_addf(&sb, "=%s'\n", ty);
     }
-    if (!ok || !sb.len) {
+    if (!ok) {
         ms_sb_free(&sb);
-        return ok ? ms_strdup("") : NULL;
+        return NULL;
+    }
+    return ms_sb_detach(&sb);
+}
+
+char *ms_plan_format_file(const ms_plan *p)
+{
+    ms_sb sb = MS_SB_INIT;
+    char ty[32];
+    bool ok = ms_sb_add(&sb, "");
+    for (size_t i = 0; i < p->n_entries; i++) {
+        const ms_plan_entry *e = &p->entries[i];
+        if (!e->quantized)
+            continue;
+        lower_type(ty, sizeof(ty), e->type);
+        ok &= add_pattern(&sb, e->gguf_name) && ms_sb_addf(&sb, "=%s\n", ty);
+    }
+    if (!ok) {
+        ms_sb_free(&sb);
+        return NULL;
+    }
+    return ms_sb_detach(&sb);
+}
+
+/* Types llama-quantize refuses to make without an importance matrix. */
+static bool needs_imatrix(ms_dtype t)
+{
+    return t == MS_DTYPE_IQ2_XXS || t == MS_DTYPE_IQ2_XS || t == MS_DTYPE_IQ2_S ||
+           t == MS_DTYPE_IQ1_S || t == MS_DTYPE_IQ1_M || t == MS_DTYPE_IQ3_XXS;
+}
+
+/* The llama-quantize FTYPE whose default type is t (the file type name
+ * differs for the K-quants and IQ2_S). */
+static const char *ftype_of(ms_dtype t)
+{
+    switch (t) {
+    case MS_DTYPE_Q3_K: return "Q3_K_M";
+    case MS_DTYPE_Q4_K: return "Q4_K_M";
+    case MS_DTYPE_Q5_K: return "Q5_K_M";
+    case MS_DTYPE_IQ2_S: return "IQ2_M";
+    case MS_DTYPE_MXFP4: return "MXFP4_MOE";
+    default: return ms_dtype_name(t);
+    }
+}
+
+char *ms_plan_format_command(const ms_plan *p, bool has_imatrix)
+{
+    ms_sb sb = MS_SB_INIT;
+    char ty[32];
+    bool imx = has_imatrix;
+    for (size_t i = 0; i < p->n_entries; i++)
+        imx |= p->entries[i].quantized && needs_imatrix(p->entries[i].type);
+    bool ok = ms_sb_add(&sb, "llama-quantize");
+    if (imx)
+        ok &= ms_sb_add(&sb, " --imatrix IMATRIX");
+    for (size_t i = 0; i < p->n_entries; i++) {
+        const ms_plan_entry *e = &p->entries[i];
+        bool embed = !strcmp(e->gguf_name, "token_embd.weight");
+        if (!e->quantized || (!embed && strcmp(e->gguf_name, "output.weight")))
+            continue;
+        lower_type(ty, sizeof(ty), e->type);
+        ok &= ms_sb_addf(&sb, embed ? " --token-embedding-type %s" : " --output-tensor-type %s",
+                         ty);
+    }
+    ok &= ms_sb_addf(&sb, " --tensor-type-file PLAN SRC.gguf OUT.gguf %s",
+                     ftype_of(p->policy.base));
+    if (!ok) {
+        ms_sb_free(&sb);
+        return NULL;
     }
     return ms_sb_detach(&sb);
 }
@@ -450,7 +526,19 @@ static ms_status add_rule(plan_rules *pr, char *tok, const char *path, int line,
     return MS_OK;
 }
 
-/* One line of a plan: llama-quantize options or bare NAME=TYPE entries. */
+/* A token as the shell would pass it when wrapped in single quotes. */
+static char *unquote(char *tok)
+{
+    size_t n = tok ? strlen(tok) : 0;
+    if (n >= 2 && tok[0] == '\'' && tok[n - 1] == '\'') {
+        tok[n - 1] = '\0';
+        return tok + 1;
+    }
+    return tok;
+}
+
+/* One line of a plan: llama-quantize options or bare NAME=TYPE entries
+ * (single-quoted or not; a quoted token holds no blanks here). */
 static ms_status parse_line(plan_rules *pr, char *line, const char *path, int ln,
                             ms_error *err)
 {
@@ -460,10 +548,11 @@ static ms_status parse_line(plan_rules *pr, char *line, const char *path, int ln
          tok = strtok_r(NULL, " \t\r", &save)) {
         if (tok[0] == '#')
             break;
+        tok = unquote(tok);
         ms_dtype *slot = !strcmp(tok, "--token-embedding-type") ? &pr->embed
                          : !strcmp(tok, "--output-tensor-type") ? &pr->output : NULL;
         if (slot || !strcmp(tok, "--tensor-type")) {
-            char *v = strtok_r(NULL, " \t\r", &save);
+            char *v = unquote(strtok_r(NULL, " \t\r", &save));
             if (!v)
                 return ms_error_set_at(err, MS_ERR_FORMAT, path, ln, 0, "%s needs a value", tok);
             st = slot ? rule_type(v, slot, path, ln, err) : add_rule(pr, v, path, ln, err);

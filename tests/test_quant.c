@@ -352,11 +352,17 @@ Test(quant, mixed_policy_reproduces_the_mixed_file)
             }
         cr_assert_eq(promoted, 1, "ceil(15%% of 6 FFN matrices) = 1");
         near(pl->bits_per_weight, jnum(sum, "total_bits_per_weight"), "predicted bpw", srcs[s]);
-        char *args = ms_plan_format_args(pl);
+        char *args = ms_plan_format_args(pl), *file = ms_plan_format_file(pl);
         ms_plan_check *c = check(args, mixed);
         cr_assert_eq(c->n_depart, 0, "%s", args);
         cr_assert_eq(c->n_follow, 16);
         ms_plan_check_free(c);
+        /* the --tensor-type-file form says the same */
+        c = check(file, mixed);
+        cr_assert_eq(c->n_depart, 0, "%s", file);
+        cr_assert_eq(c->n_follow, 16);
+        ms_plan_check_free(c);
+        free(file);
         if (first)
             cr_assert_str_eq(args, first, "GGUF and safetensors sources plan alike");
         else

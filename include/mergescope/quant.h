@@ -178,8 +178,17 @@ void ms_plan_free(ms_plan *p);
 
 /* The plan as llama-quantize arguments, one per line:
  * "--token-embedding-type T", "--output-tensor-type T", then
- * "--tensor-type ^NAME$=T" per other quantized tensor. Caller frees. */
+ * "--tensor-type '^NAME$=T'" per other quantized tensor (dots escaped,
+ * anchored: llama-quantize searches patterns anywhere in the name;
+ * single-quoted for the shell). Caller frees; NULL when memory runs out. */
 char *ms_plan_format_args(const ms_plan *p);
+/* The plan as a llama-quantize --tensor-type-file: one "^NAME$=T" entry
+ * per line for every quantized tensor, embeddings and output included. */
+char *ms_plan_format_file(const ms_plan *p);
+/* The llama-quantize command line for the plan ("llama-quantize [--imatrix
+ * IMATRIX] --token-embedding-type ... --tensor-type-file PLAN SRC OUT
+ * FTYPE"), FTYPE from the base type. Caller frees. */
+char *ms_plan_format_command(const ms_plan *p, bool has_imatrix);
 
 /* ---- checking a GGUF against a plan file */
 
