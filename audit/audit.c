@@ -333,7 +333,8 @@ static ms_status setup_task(ms_audit *a, au_task *t, ms_error *err)
     t->consensus = has_consensus(a->method);
     for (size_t i = 0; i < t->n_in; i++) {
         au_input *in = &t->in[i];
-        in->sparsify = (int)i != t->base && t->sparse != AU_SP_NONE && in->density < 1.0;
+        in->sparsify = (int)i != t->base && t->sparse != AU_SP_NONE && in->density < 1.0 &&
+                       a->sim != AU_NOSIM;
         if (!in->sparsify)
             continue;
         if (t->sparse == AU_SP_MAGNITUDE && floor(in->density * (double)t->n_elems_on) < 1.0)

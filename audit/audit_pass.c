@@ -54,6 +54,48 @@ bool au_chunk_on(const au_task *t, uint64_t c)
 
 /* ================================================================ helpers */
 
+#define FAULT_MARGIN (64u << 10) /* the kernel maps pages around a fault */
+
+/*
+ * Drop the mapped pages of bytes [off, off + len) of t's data, rounded
+ * OUTWARD to whole pages and widened by FAULT_MARGIN, clamped to the file.
+ * ms_model_release_rows rounds inward, which leaves the page shared by two
+ * chunks (and pages mapped by fault-around) resident; for a read-only
+ * private mapping dropping a page another worker still reads is harmless:
+ * it is faulted in again from the page cache.
+ */
+static void release_span(const ms_model *m, const ms_tensor *t, uint64_t off, uint64_t len)
+{
+    const uint8_t *base = NULL;
+    uint64_t size = 0;
+    if (m->st && m->st[t->file_index] && m->st[t->file_index]->map.data) {
+        base = m->st[t->file_index]->data;
+        size = m->st[t->file_index]->size;
+    } else if (m->gguf && m->gguf[t->file_index] && m->gguf[t->file_index]->map.data) {
+        base = m->gguf[t->file_index]->data;
+        size = m->gguf[t->file_index]->size;
+    }
+    if (!base || size == 0)
+        return;
+    uintptr_t ps = 4096, fb = (uintptr_t)base, fe = fb + (uintptr_t)size;
+    uintptr_t a = (uintptr_t)(t->data + off), b = a + (uintptr_t)len;
+    a = a > fb + FAULT_MARGIN ? a - FAULT_MARGIN : fb;
+    b = b + FAULT_MARGIN < fe ? b + FAULT_MARGIN : fe;
+    a &= ~(ps - 1);
+    b = (b + ps - 1) & ~(ps - 1);
+    if (a < (fb & ~(ps - 1)))
+        a = fb & ~(ps - 1);
+    if (b > a)
+        ms_map_release((const void *)a, (uint64_t)(b - a));
+}
+
+/* After a pass over a task: nothing of its tensors stays mapped. */
+static void release_task(const ms_audit *a, const au_task *t)
+{
+    for (size_t i = 0; i < t->n_in; i++)
+        release_span(a->models[t->in[i].model], t->in[i].t, 0, t->in[i].t->nbytes);
+}
+
 static ms_status read_inputs(ms_audit *a, au_task *t, au_worker *w,
                              int64_t row0, int64_t nr, bool base_only,
                              ms_error *err)
@@ -67,6 +109,9 @@ static ms_status read_inputs(ms_audit *a, au_task *t, au_worker *w,
         if (st)
             return st;
         ms_model_release_rows(a->models[in->model], in->t, row0, nr);
+        if (in->t->permute_heads == 0)
+            release_span(a->models[in->model], in->t, (uint64_t)row0 * in->t->row_bytes,
+                         (uint64_t)nr * in->t->row_bytes);
     }
     return MS_OK;
 }
@@ -181,32 +226,51 @@ static void pair_counts(au_task *t, const au_worker *w, const float *s, size_t n
     }
 }
 
+/* Zeros, small deltas, L1 (float partial sums over short runs, summed in
+ * float64), magnitude histogram, and the Q8_0 lattice test on every 16th
+ * row (plenty of blocks for the fingerprint at a sixteenth of the cost). */
 static void donor_counts(au_task *t, size_t i, const float *d, const float *x,
-                         size_t nn, uint64_t *hist)
+                         int64_t row0, int64_t nr, uint64_t *hist)
 {
+    size_t nn = (size_t)(nr * t->cols);
     uint64_t z = 0, sm = 0;
     double l1 = 0.0;
     float thr = t->small_thr;
-    for (size_t j = 0; j < nn; j++) {
-        float a = fabsf(d[j]);
-        z += a == 0.0f;
-        sm += a < thr || a == 0.0f;
-        l1 += a;
+    for (size_t off = 0; off < nn; off += 1024) {
+        size_t end = nn - off < 1024 ? nn : off + 1024;
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        size_t j = off;
+        for (; j + 4 <= end; j += 4)
+            for (int q = 0; q < 4; q++) {
+                float a = fabsf(d[j + (size_t)q]);
+                z += a == 0.0f;
+                sm += a < thr || a == 0.0f;
+                acc[q] += a;
+            }
+        for (; j < end; j++) {
+            float a = fabsf(d[j]);
+            z += a == 0.0f;
+            sm += a < thr || a == 0.0f;
+            acc[0] += a;
+        }
+        l1 += (double)acc[0] + acc[1] + acc[2] + acc[3];
     }
     t->zeros[i] += z;
     t->small[i] += sm;
     t->l1[i] += l1;
     if (hist)
         ms_hist_hi_add(hist, d, nn);
-    if (t->cols % 32 == 0 && t->in[i].donor != AU_NONE) {
-        ms_dtype dt = t->in[i].t->dtype;
-        for (size_t off = 0; off + 32 <= nn; off += 32) {
+    if (t->cols % 32 != 0 || t->in[i].donor == AU_NONE)
+        return;
+    ms_dtype dt = t->in[i].t->dtype;
+    size_t cols = (size_t)t->cols;
+    for (int64_t r = (16 - row0 % 16) % 16; r < nr; r += 16)
+        for (size_t off = 0; off + 32 <= cols; off += 32) {
             bool tested;
-            bool fit = ms_q8_block_fits(x + off, 32, dt, &tested);
+            bool fit = ms_q8_block_fits(x + (size_t)r * cols + off, 32, dt, &tested);
             t->q8_tested[i] += tested;
             t->q8_fit[i] += fit;
         }
-    }
 }
 
 static bool needs_hist(const au_task *t, size_t i)
@@ -338,7 +402,7 @@ static ms_status pass_stats(ms_audit *a, au_task *t, au_worker *w, ms_error *err
                 if ((int)i == t->base)
                     continue;
                 const float *d = delta_of(t, w, s, i);
-                donor_counts(t, i, d, w->x + i * w->cap, nn,
+                donor_counts(t, i, d, w->x + i * w->cap, row0, nr,
                              needs_hist(t, i) ? w->hist + i * MS_HIST_BINS : NULL);
                 if (t->sketch)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, AU_P,
@@ -801,12 +865,24 @@ static ms_status pass_kept_l1(ms_audit *a, au_task *t, au_worker *w, ms_error *e
     return MS_OK;
 }
 
+static ms_status task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
+                             ms_error *err);
+
 ms_status au_task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
                          ms_error *err)
 {
     ms_status st;
     if (t->skipped)
         return MS_OK;
+    st = task_passes(a, t, w, passes, err);
+    release_task(a, t);
+    return st;
+}
+
+static ms_status task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
+                             ms_error *err)
+{
+    ms_status st;
     if ((passes & AU_PASS_BASE) && t->base >= 0 && (st = pass_base(a, t, w, err)))
         return st;
     if (passes & AU_PASS_STATS) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
 #include <cjson/cJSON.h>
 
 #include "cli.h"
@@ -295,6 +296,9 @@ static int audit_main(audit_args *o, const char *path)
     ao.progress = ms_progress_update;
     ao.progress_ctx = &pg;
     int rc = 0;
+    /* the audit's workers split the tensors; its BLAS calls are small
+     * (a few rows), so BLAS threads would only contend with them */
+    openblas_set_num_threads(1);
     ms_status st = ms_recipe_load(path, &recipe, &err);
     if (!st && o->stage && (ao.stage = ms_recipe_find_stage(recipe, o->stage)) == MS_RECIPE_NONE)
         st = ms_error_set(&err, MS_ERR_USAGE, path, -1, "no stage named '%s'", o->stage);

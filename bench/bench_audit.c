@@ -15,6 +15,7 @@
  * mapped files (the bandwidth ceiling); peer = peer_audit.py (numpy).
  */
 #include <pthread.h>
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,7 @@ static int audit_child(const char *recipe_path, const char *models_dir, int thre
     o.stage = MS_RECIPE_NONE;
     o.resolve = &ro;
     int rc = 0;
+    openblas_set_num_threads(1); /* as cmd_audit does */
     if (ms_recipe_load(recipe_path, &r, &err) || ms_audit_open(r, &o, &a, &err) ||
         ms_audit_run(a, &err)) {
         char buf[1024];
