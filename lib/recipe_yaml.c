@@ -276,7 +276,12 @@ typedef struct builder {
     int depth;
     anchor *anchors;
     size_t n_anchors, cap_anchors;
+    size_t total_nodes;        /* over all documents of the stream */
 } builder;
+
+/* Anchors per document: real recipes use a handful; the cap keeps alias
+ * lookups (a linear scan) cheap on hostile input. */
+#define MAX_ANCHORS 1000
 
 static ms_status nomem(builder *b)
 {
@@ -302,6 +307,10 @@ static ms_status add_anchor(builder *b, const yaml_char_t *name, size_t node)
 {
     if (!name)
         return MS_OK;
+    if (b->n_anchors >= MAX_ANCHORS)
+        return ms_error_set_at(b->err, MS_ERR_FORMAT, b->label, b->doc->nodes[node].line,
+                               b->doc->nodes[node].col, "more than %d yaml anchors",
+                               MAX_ANCHORS);
     /* a redefined anchor shadows the old one, as in PyYAML */
     if (b->n_anchors == b->cap_anchors) {
         size_t cap = b->cap_anchors ? 2 * b->cap_anchors : 16;
@@ -335,9 +344,10 @@ static ms_status new_node(builder *b, const yaml_event_t *ev, ms_ytype type,
                           size_t *index)
 {
     ms_ydoc *d = b->doc;
-    if (d->n_nodes >= MS_RECIPE_MAX_NODES)
+    if (b->total_nodes >= MS_RECIPE_MAX_NODES)
         return fail_at(b, &ev->start_mark, "too many yaml nodes (more than %s)",
                        "100000");
+    b->total_nodes++;
     if (d->n_nodes == d->cap_nodes) {
         size_t cap = d->cap_nodes ? 2 * d->cap_nodes : 64;
         ms_ynode *n = ms_realloc_array(d->nodes, cap, sizeof(*n));

@@ -997,3 +997,31 @@ Test(recipe, modules)
     free(text);
     ms_recipe_free(r);
 }
+
+/* Many nodes, many anchors: refused early, never slow. */
+Test(recipe, node_and_anchor_caps)
+{
+    ms_sb sb = MS_SB_INIT;
+    ms_sb_add(&sb, "merge_method: linear\nx: [");
+    for (int i = 0; i < 150000; i++)
+        ms_sb_add(&sb, "1, ");
+    ms_sb_add(&sb, "1]\n");
+    double t0 = ms_now();
+    parse_bad(ms_sb_str(&sb), 2, 0, "too many yaml nodes");
+    ms_sb_reset(&sb);
+    /* the node cap holds over all documents, not per document */
+    for (int d = 0; d < 40; d++) {
+        ms_sb_add(&sb, "---\nx: [");
+        for (int i = 0; i < 5000; i++)
+            ms_sb_add(&sb, "1, ");
+        ms_sb_add(&sb, "1]\n");
+    }
+    parse_bad(ms_sb_str(&sb), 0, 0, "too many yaml nodes");
+    ms_sb_reset(&sb);
+    ms_sb_add(&sb, "x:\n");
+    for (int i = 0; i < 5000; i++)
+        ms_sb_addf(&sb, "  - &a%d %d\n", i, i);
+    parse_bad(ms_sb_str(&sb), 1002, 0, "more than 1000 yaml anchors");
+    cr_expect_lt(ms_now() - t0, 5.0);
+    ms_sb_free(&sb);
+}

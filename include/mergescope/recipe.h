@@ -38,8 +38,9 @@
 
 #include "mergescope/error.h"
 
-/* Bounds against hostile YAML: file size, nesting depth, and the number of
- * nodes visited with aliases expanded (billion laughs). */
+/* Bounds against hostile YAML: file size, nesting depth, the number of
+ * nodes in the file, and of nodes visited with aliases expanded (billion
+ * laughs) in one document. */
 #define MS_RECIPE_MAX_BYTES (16u << 20)
 #define MS_RECIPE_MAX_DEPTH 64
 #define MS_RECIPE_MAX_NODES 100000
