@@ -160,8 +160,12 @@ int ms_parse_options(int argc, char **argv, const ms_option *opts,
 
 void ms_usage(FILE *fp, const ms_option *opts, const char *const *usage)
 {
-    for (size_t i = 0; usage && usage[i]; i++)
-        fprintf(fp, "%s%s\n", i ? "   or: " : "usage: ", usage[i]);
+    /* Lines that start with a space continue the one before (a description);
+     * others are alternative forms of the command. */
+    for (size_t i = 0; usage && usage[i]; i++) {
+        const char *lead = !i ? "usage: " : usage[i][0] == ' ' ? "      " : "   or: ";
+        fprintf(fp, "%s%s\n", lead, usage[i]);
+    }
     for (; opts && opts->type != MS_OPT_END; opts++) {
         char head[96];
         if (opts->type == MS_OPT_GROUP) {
