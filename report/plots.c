@@ -290,11 +290,22 @@ static bool script_plot(const ms_rp_plot *p, ms_sb *s)
                           p->kind == RP_PLOT_STACKED ? "0.8" : "0.9",
                           p->kind == RP_PLOT_BARS ? "set xtics rotate by -30 left\n" : "",
                           last, p->name, step);
-    case RP_PLOT_LINES:
-        return ms_sb_addf(s,
-                          "plot for [i=2:%zu] '%s.dat' using 1:i with linespoints "
-                          "title columnheader(i)\n",
-                          last, p->name);
+    case RP_PLOT_LINES: {
+        /* x is a layer index: whole numbers, a little room at both ends */
+        double lo = INFINITY, hi = -INFINITY;
+        for (size_t r = 0; r < p->nrow; r++) {
+            double x = p->row_label[r] ? strtod(p->row_label[r], NULL) : NAN;
+            lo = x < lo ? x : lo;
+            hi = x > hi ? x : hi;
+        }
+        bool ok = ms_sb_addf(s, "set xtics %u\n", step);
+        if (ok && lo <= hi)
+            ok = ms_sb_addf(s, "set xrange [%.6g:%.6g]\n", lo - 0.3, hi + 0.3);
+        return ok && ms_sb_addf(s,
+                                "plot for [i=2:%zu] '%s.dat' using 1:i with linespoints "
+                                "title columnheader(i)\n",
+                                last, p->name);
+    }
     case RP_PLOT_HEATMAP:
         return ms_sb_addf(s,
                           "set palette defined (-1 \"#B2182B\", 0 \"#F7F7F7\", 1 \"#2166AC\")\n"

@@ -934,6 +934,28 @@ void ms_rp_section_provenance(ms_rp_ctx *c, const ms_rp_input *in)
 
 /* ==== compare ==== */
 
+static void compare_most_different(ms_rp_doc *d, const cJSON *md)
+{
+    static const char *const hdr[] = {"A", "B", "layer", "rel. L2", "cosine"};
+    const cJSON *e;
+    int shown = 0;
+    if (!cJSON_GetArraySize(md))
+        return;
+    ms_rp_h(d, 3, "Most different layers");
+    ms_rp_table(d, 5, hdr);
+    cJSON_ArrayForEach(e, md) {
+        const char *a = ms_rp_str(e, "a"), *b = ms_rp_str(e, "b");
+        if (shown++ >= 12)
+            break;
+        ms_rp_cell(d, RP_CODE, a ? a : "n/a");
+        ms_rp_cell(d, RP_CODE, b ? b : "n/a");
+        cell_num(d, e, "layer", 0);
+        cell_num(d, e, "rel_l2", 4);
+        cell_num(d, e, "cosine", 6);
+        ms_rp_row(d);
+    }
+}
+
 void ms_rp_section_compare(ms_rp_ctx *c, const ms_rp_input *in)
 {
     static const char *const hdr[] = {"A", "B", "cosine", "rel. L2", "max abs", "identical"};
@@ -962,6 +984,7 @@ void ms_rp_section_compare(ms_rp_ctx *c, const ms_rp_input *in)
     }
     ms_rp_p(d);
     ms_rp_span(d, RP_OURS, "rel. L2: |A - B| / |A|; identical: fraction of weights exactly equal.");
+    compare_most_different(d, ms_rp_arr(root, "most_different"));
     static const struct { const char *key, *name, *title, *ylabel, *caption; bool log; } m[] = {
         {"rel_l2", "compare_rel_l2_by_layer", "Relative L2 distance per layer",
          "|A - B| / |A|", "Relative L2 distance between each pair, per layer", true},
@@ -1088,15 +1111,51 @@ static void quant_worst(ms_rp_doc *d, const cJSON *tensors)
     }
 }
 
+/* Per-layer relative RMSE, and the importance-weighted error when the
+ * result has one (quant --imatrix). */
+static ms_rp_plot *quant_layer_plot(ms_rp_ctx *c, const cJSON *layers)
+{
+    static const char *const keys[] = {"rel_rmse", "weighted_rel_err"};
+    static const char *const labels[] = {"rel_RMSE", "imatrix-weighted_rel_error"};
+    const cJSON *l;
+    size_t nrow = 0, ncol = 1, found = 0;
+    double v;
+    cJSON_ArrayForEach(l, layers) {
+        if (!layer_index(l, &v) || nrow >= MAX_ROWS)
+            continue;
+        nrow++;
+        found += ms_rp_num(l, "rel_rmse", &v);
+        ncol = ms_rp_num(l, "weighted_rel_err", &v) ? 2 : ncol;
+    }
+    if (!found)
+        return NULL;
+    ms_rp_plot *p = ms_rp_plot_add(c->plots, RP_PLOT_LINES, "quant_error_by_layer", nrow, ncol);
+    size_t r = 0;
+    const cJSON *rows = p ? layers : NULL;
+    cJSON_ArrayForEach(l, rows) {
+        double li;
+        char lab[32];
+        if (!layer_index(l, &li) || r >= nrow)
+            continue;
+        snprintf(lab, sizeof(lab), "%.0f", li);
+        ms_rp_plot_set_row(p, r, lab);
+        for (size_t k = 0; k < ncol; k++)
+            if (ms_rp_num(l, keys[k], &v))
+                p->v[r * ncol + k] = v;
+        r++;
+    }
+    for (size_t k = 0; p && k < ncol; k++)
+        ms_rp_plot_set_col(p, k, labels[k]);
+    return p;
+}
+
 static void quant_plots(ms_rp_ctx *c, const cJSON *root, double bpw, bool has_bpw)
 {
     const cJSON *types = ms_rp_arr(root, "types"), *t;
     size_t nt = 0;
     cJSON_ArrayForEach(t, types)
         nt += ms_rp_str(t, "type") != NULL && nt < MAX_ROWS;
-    ms_rp_plot *p = plot_layer_values(c, RP_PLOT_LINES, "quant_error_by_layer",
-                                   ms_rp_arr(root, "layers"), "", &(names){{0}, 0}, "rel_rmse",
-                                   "rel_RMSE");
+    ms_rp_plot *p = quant_layer_plot(c, ms_rp_arr(root, "layers"));
     if (p) {
         snprintf(p->title, sizeof(p->title), "Quantization error per layer");
         p->xlabel = "layer";
@@ -1106,7 +1165,11 @@ static void quant_plots(ms_rp_ctx *c, const cJSON *root, double bpw, bool has_bp
     }
     if (!nt)
         return;
-    ms_rp_plot *e = ms_rp_plot_add(c->plots, RP_PLOT_BARS, "quant_error_by_type", nt, 1);
+    double w;
+    size_t ecols = 1;
+    cJSON_ArrayForEach(t, types)
+        ecols = ms_rp_num(t, "weighted_rel_err", &w) ? 2 : ecols;
+    ms_rp_plot *e = ms_rp_plot_add(c->plots, RP_PLOT_BARS, "quant_error_by_type", nt, ecols);
     ms_rp_plot *m = ms_rp_plot_add(c->plots, RP_PLOT_BARS, "quant_type_mix", nt, 1);
     if (!e || !m)
         return;
@@ -1122,7 +1185,9 @@ static void quant_plots(ms_rp_ctx *c, const cJSON *root, double bpw, bool has_bp
         ms_rp_plot_set_row(e, r, name);
         ms_rp_plot_set_row(m, r, name);
         if (ms_rp_num(t, "rel_rmse", &v))
-            e->v[r] = v;
+            e->v[r * ecols] = v;
+        if (ecols == 2 && ms_rp_num(t, "weighted_rel_err", &v))
+            e->v[r * ecols + 1] = v;
         if (ms_rp_num(t, "share", &v))
             m->v[r] = v;
         else if (total > 0 && ms_rp_num(t, "n_params", &v))
@@ -1130,6 +1195,8 @@ static void quant_plots(ms_rp_ctx *c, const cJSON *root, double bpw, bool has_bp
         r++;
     }
     ms_rp_plot_set_col(e, 0, "rel_RMSE");
+    if (ecols == 2)
+        ms_rp_plot_set_col(e, 1, "imatrix-weighted_rel_error");
     ms_rp_plot_set_col(m, 0, "share_of_weights");
     snprintf(e->title, sizeof(e->title), "Quantization error per ggml type");
     e->xlabel = "ggml type";
