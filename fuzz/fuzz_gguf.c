@@ -72,7 +72,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ms_gguf_close(f);
     } else {
         MS_FUZZ_CHECK(e.code != MS_OK && e.msg[0]);
+        /* every GGUF error points at a field inside the input */
         MS_FUZZ_CHECK(e.code != MS_ERR_FORMAT || e.offset >= 0);
+        MS_FUZZ_CHECK(e.offset <= (int64_t)size);
     }
     return 0;
 }
