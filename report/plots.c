@@ -281,12 +281,14 @@ static bool script_plot(const ms_rp_plot *p, ms_sb *s)
         return ms_sb_addf(s,
                           "set style data histograms\n"
                           "set style histogram %s\n"
-                          "set style fill solid 0.85 border rgb \"#ffffff\"\n"
+                          "set style fill solid 0.85 %s\n"
                           "set boxwidth %s\n"
                           "%s"
                           "plot for [i=2:%zu] '%s.dat' using i:xtic(int($0) %% %u == 0 ? "
                           "stringcolumn(1) : \"\") title columnheader(i)\n",
                           p->kind == RP_PLOT_STACKED ? "rowstacked" : "clustered gap 1",
+                          /* thin white seams help few bars, blur many */
+                          p->nrow <= 40 ? "border rgb \"#ffffff\"" : "noborder",
                           p->kind == RP_PLOT_STACKED ? "0.8" : "0.9",
                           p->kind == RP_PLOT_BARS ? "set xtics rotate by -30 left\n" : "",
                           last, p->name, step);
