@@ -183,7 +183,8 @@ static ms_status tensor_score(const ms_model *m, const ms_tensor *t, const ms_pl
             break;
         for (int64_t i = 0; i < nr; i++) {
             const float *x = buf + i * t->n_cols;
-            const float *wj = w ? w->w + (size_t)((r0 + i) / (t->n_rows / w->n_mat)) * w->n_cols
+            int64_t per_mat = w ? t->n_rows / w->n_mat : 0;
+            const float *wj = w ? w->w + (size_t)(per_mat ? (r0 + i) / per_mat : 0) * w->n_cols
                                 : NULL;
             double rs = 0;
             for (int64_t j = 0; j < t->n_cols; j++)
