@@ -460,7 +460,10 @@ static void card_inputs(const ms_report *r, card_in *ci)
 {
     const ms_rp_input *in;
     memset(ci, 0, sizeof(*ci));
-    if ((in = ms_rp_first(r, MS_RK_RECIPE))) ci->recipe = in->root;
+    /* a recipe explain result (a recipe check one describes no merge) */
+    for (size_t i = 0; i < r->n && !ci->recipe; i++)
+        if (r->in[i].kind == MS_RK_RECIPE && ms_rp_str(r->in[i].root, "merge_method"))
+            ci->recipe = r->in[i].root;
     if ((in = ms_rp_first(r, MS_RK_AUDIT))) ci->audit = in->root;
     if ((in = ms_rp_first(r, MS_RK_ATTRIBUTE))) ci->attr = in->root;
     if ((in = ms_rp_first(r, MS_RK_PROVENANCE))) ci->prov = in->root;

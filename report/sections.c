@@ -379,8 +379,72 @@ const char *ms_rp_recipe_text(const cJSON *root)
     return NULL;
 }
 
+/* "where: message" lines for a recipe's warnings (or one error). */
+static void recipe_messages(ms_rp_doc *d, const char *path, const cJSON *list)
+{
+    const cJSON *w;
+    cJSON_ArrayForEach(w, list) {
+        const char *m = ms_rp_str(w, "message");
+        double line, col;
+        if (!m)
+            continue;
+        ms_rp_li(d);
+        if (path)
+            ms_rp_span(d, RP_CODE, ms_path_basename(path));
+        if (ms_rp_num(w, "line", &line) && ms_rp_num(w, "col", &col) && line > 0)
+            ms_rp_spanf(d, "%s%.0f:%.0f: ", path ? ":" : "line ", line, col);
+        else if (path)
+            ms_rp_span(d, RP_OURS, ": ");
+        ms_rp_span(d, RP_TEXT, m);
+    }
+}
+
+/* `recipe check --json`: every recipe checked, valid or not, and why. */
+static void recipe_check(ms_rp_ctx *c, const ms_rp_input *in)
+{
+    static const char *const hdr[] = {"recipe", "valid", "stages", "warnings"};
+    ms_rp_doc *d = c->doc;
+    const cJSON *e, *st;
+    ms_rp_h(d, 2, "Recipe check");
+    source_line(d, in, "Recipes checked by mergescope recipe check");
+    ms_rp_table(d, 4, hdr);
+    cJSON_ArrayForEach(e, ms_rp_arr(in->root, "recipes")) {
+        const char *p = ms_rp_str(e, "path");
+        ms_sb methods = MS_SB_INIT;
+        cJSON_ArrayForEach(st, ms_rp_arr(e, "stages")) {
+            const char *m = ms_rp_str(st, "merge_method");
+            if (m && methods.len < 200)
+                ms_sb_addf(&methods, "%s%s", methods.len ? ", " : "", m);
+        }
+        ms_rp_cell(d, RP_CODE, p ? ms_path_basename(p) : "n/a");
+        ms_rp_cell(d, RP_OURS, cJSON_IsTrue(ms_rp_get(e, "valid")) ? "yes" : "no");
+        ms_rp_cell(d, RP_TEXT, methods.len ? ms_sb_str(&methods) : "n/a");
+        ms_rp_cellf(d, "%d", cJSON_GetArraySize(ms_rp_arr(e, "warnings")));
+        ms_rp_row(d);
+        ms_sb_free(&methods);
+    }
+    cJSON_ArrayForEach(e, ms_rp_arr(in->root, "recipes")) {
+        const cJSON *err = ms_rp_obj(e, "error");
+        const char *p = ms_rp_str(e, "path");
+        if (err) {
+            /* the error message already names the file */
+            ms_rp_li(d);
+            ms_rp_span(d, RP_BOLD, "error");
+            ms_rp_span(d, RP_OURS, ": ");
+            ms_rp_span(d, RP_TEXT, ms_rp_str(err, "message") ? ms_rp_str(err, "message") : "?");
+        }
+        recipe_messages(d, p, ms_rp_arr(e, "warnings"));
+    }
+}
+
 void ms_rp_section_recipe(ms_rp_ctx *c, const ms_rp_input *in)
 {
+    const char *mode = ms_rp_str(in->root, "mode");
+    if ((mode && !strcmp(mode, "check")) ||
+        (!ms_rp_str(in->root, "merge_method") && ms_rp_arr(in->root, "recipes"))) {
+        recipe_check(c, in);
+        return;
+    }
     ms_rp_doc *d = c->doc;
     const cJSON *root = in->root;
     names models = {0};
@@ -391,6 +455,11 @@ void ms_rp_section_recipe(ms_rp_ctx *c, const ms_rp_input *in)
     for (size_t i = 0; i < models.n; i++) {
         ms_rp_li(d);
         ms_rp_span(d, RP_CODE, models.v[i]);
+    }
+    if (cJSON_GetArraySize(ms_rp_arr(root, "warnings"))) {
+        ms_rp_p(d);
+        ms_rp_span(d, RP_OURS, "Warnings about the recipe:");
+        recipe_messages(d, NULL, ms_rp_arr(root, "warnings"));
     }
     recipe_stages(d, ms_rp_arr(root, "stages"));
     recipe_params(d, ms_rp_arr(root, "layers"));
