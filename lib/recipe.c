@@ -91,9 +91,9 @@ static ms_status pairs_of(rctx *c, const ms_ynode *n, const char *what,
     return ms_ymap_pairs(c->d, n, c->label, p, np, c->err);
 }
 
-/* A text value (strings, and numbers kept as written, as pydantic's str
- * fields refuse neither in the recipes seen; null and collections are
- * refused). */
+/* A text value. pydantic's str fields refuse numbers, booleans and null
+ * (YAML 1.1 resolves plain `123` or `yes` to those), so do we, suggesting
+ * quotes. */
 static ms_status get_text(rctx *c, const ms_ynode *n, const char *what, char **out)
 {
     if (n->type != MS_Y_SCALAR || n->kind == MS_YS_NULL)
@@ -283,7 +283,7 @@ static ms_status parse_paramset(rctx *c, const ms_ynode *n, ms_recipe_paramset *
 
 /* ================================================= model references */
 
-/* Check one "path[@revision]" part; sets *at to the '@' or NULL. */
+/* Check one "path[@revision]" part: at most one '@', a non-empty path. */
 static ms_status check_ref_part(rctx *c, const ms_ynode *n, const char *part,
                                 size_t len)
 {
