@@ -161,9 +161,11 @@ static bool put_label(ms_sb *sb, const char *s)
 
 static bool put_value(ms_sb *sb, double v, bool pct)
 {
+    if (pct)
+        v *= 100.0;
     if (!isfinite(v))
         return ms_sb_add(sb, "?");
-    return ms_sb_addf(sb, "%.6g", pct ? v * 100.0 : v);
+    return ms_sb_addf(sb, "%.6g", v);
 }
 
 /* Header row then one row per category: label, values. */
@@ -222,7 +224,7 @@ static bool stacked_range(const ms_rp_plot *p, ms_sb *s)
         top = up > top ? up : top;
         bottom = down < bottom ? down : bottom;
     }
-    if (!(top > bottom))
+    if (!(top > bottom) || !isfinite(top - bottom) || !isfinite((top - bottom) * k * 2))
         return true;
     double pad = (top - bottom) * 0.04;
     return ms_sb_addf(s, "set yrange [%.6g:%.6g]\n", bottom < 0 ? (bottom - pad) * k : 0.0,
@@ -259,7 +261,7 @@ static bool script_common(const ms_rp_plot *p, ms_sb *s)
         ok = ms_sb_add(s, "set yrange [0:*]\n");
     if (ok && p->ncol == 1 && p->kind != RP_PLOT_GROUPS)
         ok = ms_sb_add(s, "unset key\n");
-    if (ok && p->has_yrange)
+    if (ok && p->has_yrange && isfinite(p->ymin * 100) && isfinite(p->ymax * 100))
         ok = ms_sb_addf(s, "set yrange [%.6g:%.6g]\n", p->y_percent ? p->ymin * 100 : p->ymin,
                         p->y_percent ? p->ymax * 100 : p->ymax);
     return ok;
