@@ -15,6 +15,12 @@
 #include "mergescope/util.h"
 #include "mergescope/banned.h"
 
+/* The elementwise loops are written to vectorise; gcc does that from -O3
+ * (its -O2 cost model refuses loops of unknown length). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
+
 #define GRAM_BLOCK 16384
 
 /* =============================================================== workers */
@@ -521,52 +527,100 @@ typedef struct apply_ctx {
     float divisor;              /* without consensus */
 } apply_ctx;
 
-/* One element of the GTA merge, as mergekit orders the float32 steps. */
+#define APPLY_BLOCK 256
+
+/* sum_j a[j] * b[j] in float64 with four interleaved accumulators */
+static double dot64(const float *a, const float *b, size_t n)
+{
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int q = 0; q < 4; q++)
+            s[q] += (double)a[j + (size_t)q] * b[j + (size_t)q];
+    for (; j < n; j++)
+        s[0] += (double)a[j] * b[j];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/*
+ * The GTA merge of nn elements, block by block, in mergekit's order of
+ * float32 steps: sparsified (and L1-rescaled) delta times weight; sign of
+ * the weighted sum elects; parts that agree, divided by the sum of their
+ * weights (normalize), times lambda; M = (base + sum of parts) - base.
+ * Elementwise loops over a block vectorise; the float64 sums follow.
+ */
 static void gta_chunk(au_task *t, const apply_ctx *x, const float *b, size_t nn,
                       int r, double *dot, double *mm, bool main)
 {
     size_t k = x->k;
-    for (size_t j = 0; j < nn; j++) {
-        float wd[AU_MAXIN], part[AU_MAXIN];
-        float sw = 0.0f;
-        for (size_t q = 0; q < k; q++) {
-            float v = x->keep[q] && !x->keep[q][j] ? 0.0f : x->d[q][j];
-            if (x->resc[q])
-                v = v * x->sc[q];
-            wd[q] = v * x->w[q];
-            sw += wd[q];
-        }
-        float div = x->divisor;
-        if (x->consensus) {
-            bool pos = sw >= 0.0f;
-            div = 0.0f;
-            for (size_t q = 0; q < k; q++) {
-                bool m = pos ? wd[q] > 0.0f : wd[q] < 0.0f;
-                part[q] = m ? wd[q] : 0.0f;
-                div += x->w[q] * (m ? 1.0f : 0.0f);
-                if (main && !m && wd[q] != 0.0f)
-                    t->disc_sign[x->idx[q]] += (double)x->d[q][j] * x->d[q][j];
-            }
-            if (div == 0.0f)
-                div = 1.0f;
-        } else {
-            for (size_t q = 0; q < k; q++)
-                part[q] = wd[q];
-        }
-        float mixed = 0.0f;
-        for (size_t q = 0; q < k; q++) {
-            if (x->normalize)
-                part[q] = part[q] / div;
-            if (x->lam != 1.0f)
-                part[q] = part[q] * x->lam;
-            mixed += part[q];
-        }
-        float mv = (b[j] + mixed) - b[j];
-        *mm += (double)mv * mv;
-        for (size_t q = 0; q < k; q++)
-            dot[x->idx[q]] += (double)part[q] * mv;
-    }
+    float wd[AU_MAXIN][APPLY_BLOCK], part[AU_MAXIN][APPLY_BLOCK];
+    float sw[APPLY_BLOCK], div[APPLY_BLOCK], mixed[APPLY_BLOCK], mv[APPLY_BLOCK];
     (void)r;
+    for (size_t off = 0; off < nn; off += APPLY_BLOCK) {
+        size_t n = nn - off < APPLY_BLOCK ? nn - off : APPLY_BLOCK;
+        for (size_t j = 0; j < n; j++)
+            sw[j] = 0.0f;
+        for (size_t q = 0; q < k; q++) {
+            const float *d = x->d[q] + off;
+            const uint8_t *kp = x->keep[q] ? x->keep[q] + off : NULL;
+            float sc = x->resc[q] ? x->sc[q] : 1.0f, w = x->w[q];
+            /* masks multiply, as mergekit's x * mask does (-0.0 kept) */
+            if (kp)
+                for (size_t j = 0; j < n; j++)
+                    wd[q][j] = d[j] * (float)kp[j];
+            else
+                for (size_t j = 0; j < n; j++)
+                    wd[q][j] = d[j];
+            if (x->resc[q])
+                for (size_t j = 0; j < n; j++)
+                    wd[q][j] = wd[q][j] * sc;
+            for (size_t j = 0; j < n; j++) {
+                wd[q][j] = wd[q][j] * w;
+                sw[j] += wd[q][j];
+            }
+        }
+        for (size_t j = 0; j < n; j++)
+            div[j] = x->consensus ? 0.0f : x->divisor;
+        for (size_t q = 0; q < k; q++) {
+            if (!x->consensus) {
+                for (size_t j = 0; j < n; j++)
+                    part[q][j] = wd[q][j];
+                continue;
+            }
+            float w = x->w[q];
+            for (size_t j = 0; j < n; j++) {
+                int m = ((sw[j] >= 0.0f) & (wd[q][j] > 0.0f)) |
+                        ((sw[j] < 0.0f) & (wd[q][j] < 0.0f));
+                part[q][j] = m ? wd[q][j] : 0.0f;
+                div[j] += w * (float)m;
+            }
+            if (!main)
+                continue;
+            const float *d = x->d[q] + off;
+            for (size_t j = 0; j < n; j++) {
+                int out = (part[q][j] == 0.0f) & (wd[q][j] != 0.0f);
+                mv[j] = out ? d[j] : 0.0f; /* scratch until M is formed */
+            }
+            t->disc_sign[x->idx[q]] += dot64(mv, mv, n);
+        }
+        if (x->consensus)
+            for (size_t j = 0; j < n; j++)
+                div[j] = div[j] == 0.0f ? 1.0f : div[j];
+        for (size_t j = 0; j < n; j++)
+            mixed[j] = 0.0f;
+        for (size_t q = 0; q < k; q++)
+            for (size_t j = 0; j < n; j++) {
+                float p = x->normalize ? part[q][j] / div[j] : part[q][j];
+                p = x->lam != 1.0f ? p * x->lam : p;
+                part[q][j] = p;
+                mixed[j] += p;
+            }
+        for (size_t j = 0; j < n; j++)
+            mv[j] = (b[off + j] + mixed[j]) - b[off + j];
+        *mm += dot64(mv, mv, n);
+        for (size_t q = 0; q < k; q++)
+            dot[x->idx[q]] += dot64(part[q], mv, n);
+    }
 }
 
 /* SCE (select_topk = 1): sign election on the unweighted deltas, weights
@@ -635,33 +689,41 @@ static void sce_weights(const au_task *t, apply_ctx *x)
                   (float)t->wscale[x->idx[q]];
 }
 
+/* Sign conflicts among elements both donors keep (NULL keep: all kept). */
 static void kept_pairs(au_task *t, const apply_ctx *x, size_t nn)
 {
     for (size_t p = 0; p < x->k; p++)
         for (size_t q = p + 1; q < x->k; q++) {
             uint64_t both = 0, opp = 0;
+            const float *a = x->d[p], *b = x->d[q];
+            const uint8_t *kp = x->keep[p], *kq = x->keep[q];
             for (size_t j = 0; j < nn; j++) {
-                float a = x->d[p][j], b = x->d[q][j];
-                bool kp = !x->keep[p] || x->keep[p][j];
-                bool kq = !x->keep[q] || x->keep[q][j];
-                bool on = kp && kq && a != 0.0f && b != 0.0f;
-                both += on;
-                opp += on && (a * b < 0.0f);
+                int on = (kp ? kp[j] : 1) & (kq ? kq[j] : 1) & (a[j] != 0.0f) & (b[j] != 0.0f);
+                both += (uint64_t)on;
+                opp += (uint64_t)(on & ((a[j] < 0.0f) != (b[j] < 0.0f)));
             }
             t->kept_nn[x->idx[p] * t->n_in + x->idx[q]] += both;
             t->kept_opp[x->idx[p] * t->n_in + x->idx[q]] += opp;
         }
 }
 
+/* ||delta||^2 and the part trimmed or dropped (float runs, float64 sums). */
 static void trim_energy(au_task *t, const apply_ctx *x, size_t nn)
 {
     for (size_t q = 0; q < x->k; q++) {
+        const float *d = x->d[q];
+        const uint8_t *kp = x->keep[q];
         double tot = 0.0, lost = 0.0;
-        for (size_t j = 0; j < nn; j++) {
-            double v = (double)x->d[q][j] * x->d[q][j];
-            tot += v;
-            if (x->keep[q] && !x->keep[q][j])
-                lost += v;
+        for (size_t off = 0; off < nn; off += 1024) {
+            size_t end = nn - off < 1024 ? nn : off + 1024;
+            float ft = 0.0f, fl = 0.0f;
+            for (size_t j = off; j < end; j++) {
+                float v = d[j] * d[j];
+                ft += v;
+                fl += kp && !kp[j] ? v : 0.0f;
+            }
+            tot += ft;
+            lost += fl;
         }
         t->disc_sq[x->idx[q]] += tot;
         t->disc_trim[x->idx[q]] += lost;

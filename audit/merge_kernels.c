@@ -9,6 +9,12 @@
 #include "mergescope/merge.h"
 #include "mergescope/banned.h"
 
+/* The elementwise loops are written to vectorise; gcc does that from -O3
+ * (its -O2 cost model refuses loops of unknown length). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
+
 /* ================================================================ random */
 
 static uint64_t mix64(uint64_t z)
@@ -138,42 +144,41 @@ void ms_cut_topk(ms_cut *c, uint64_t n, uint64_t k, const ms_select *t)
     c->need = k > greater ? k - greater : 0;
 }
 
+/* The strict comparisons vectorise; values equal to a cut are rare and
+ * are settled in a second, ordered scalar loop (ties by index). */
 void ms_cut_apply(ms_cut *c, const float *x, size_t n, uint8_t *keep)
 {
-    switch (c->mode) {
-    case 0:
+    if (c->mode == 0) {
         memset(keep, 0, n);
         return;
-    case 1:
+    }
+    if (c->mode == 1) {
         memset(keep, 1, n);
         return;
-    case 3:
-        for (size_t j = 0; j < n; j++) {
-            uint32_t v = ms_abs_bits(x[j]);
-            if (v > c->a_bits)
-                keep[j] = 1;
-            else if (v == c->a_bits)
-                keep[j] = c->seen_a++ < c->need;
-            else
-                keep[j] = 0;
-        }
-        return;
-    default:
-        break;
     }
+    const uint32_t *u = (const uint32_t *)(const void *)x;
+    /* locals: keep (uint8_t) could alias *c for the compiler */
+    uint32_t a = c->a_bits, b = c->mode == 3 ? 0xffffffffu : c->b_bits;
+    uint32_t eq = 0;
     for (size_t j = 0; j < n; j++) {
-        uint32_t v = ms_abs_bits(x[j]);
+        uint32_t v = u[j] & 0x7fffffffu;
+        keep[j] = (uint8_t)((v > a) & (v < b));
+        eq |= (uint32_t)((v == a) | (v == b));
+    }
+    if (eq == 0)
+        return;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t v = u[j] & 0x7fffffffu;
         uint64_t pos;
-        if (v < c->a_bits || v > c->b_bits) {
-            keep[j] = 0;
-        } else if (v == c->a_bits) {
+        if (c->mode == 3) {
+            if (v == a)
+                keep[j] = c->seen_a++ < c->need;
+        } else if (v == a) {
             pos = c->a_below + c->seen_a++;
             keep[j] = pos >= c->lo && pos < c->hi;
-        } else if (v == c->b_bits) {
+        } else if (v == b) {
             pos = c->b_below + c->seen_b++;
             keep[j] = pos < c->hi;
-        } else {
-            keep[j] = 1;
         }
     }
 }
