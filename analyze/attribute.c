@@ -409,6 +409,8 @@ ms_status ms_attribute_run(const ms_model *base, const ms_model *merged,
     if (!st)
         st = ms_stream_match(models, rows, &slots, &n_slots, &sk, &n_sk, err);
     if (!st)
+        st = ms_analyze_add_undecodable(&res->unmatched, &res->n_unmatched, sk, n_sk, err);
+    if (!st)
         st = ask_intended(intended, ictx, slots, n_slots, rows, k, &iw, err);
     res->has_intended = iw != NULL;
     if (!st) {

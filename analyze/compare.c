@@ -155,27 +155,6 @@ static ms_status fill_tensors(ms_compare_result *r, const ms_gram *grams,
     return MS_OK;
 }
 
-/* Tensors the stream could not decode join the unmatched list. */
-static ms_status add_undecodable(ms_compare_result *r, const ms_stream_skip *sk,
-                                 size_t n_sk, ms_error *err)
-{
-    for (size_t i = 0; i < n_sk; i++) {
-        if (sk[i].reason != 2)
-            continue;
-        ms_unmatched *nu = ms_realloc_array(r->unmatched, r->n_unmatched + 1,
-                                            sizeof(*nu));
-        if (!nu)
-            return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
-        r->unmatched = nu;
-        nu[r->n_unmatched].name = ms_strdup(sk[i].name);
-        nu[r->n_unmatched].model = sk[i].model;
-        nu[r->n_unmatched].reason = 2;
-        if (!nu[r->n_unmatched++].name)
-            return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
-    }
-    return MS_OK;
-}
-
 ms_status ms_compare_run(const ms_model *const *models, size_t n,
                          const ms_stream_opts *opts, ms_compare_result **out,
                          ms_error *err)
@@ -197,7 +176,7 @@ ms_status ms_compare_run(const ms_model *const *models, size_t n,
     if (!st)
         st = ms_stream_match(models, n, &slots, &n_slots, &sk, &n_sk, err);
     if (!st)
-        st = add_undecodable(r, sk, n_sk, err);
+        st = ms_analyze_add_undecodable(&r->unmatched, &r->n_unmatched, sk, n_sk, err);
     if (!st) {
         ms_stream_job job = {models, n, slots, n_slots};
         st = ms_gram_run(&job, opts, false, &grams, err);

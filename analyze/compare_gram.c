@@ -376,6 +376,21 @@ ms_status ms_analyze_unmatched(const ms_model *const *models, size_t n,
     return MS_OK;
 }
 
+ms_status ms_analyze_add_undecodable(ms_unmatched **u, size_t *n,
+                                     const ms_stream_skip *sk, size_t n_sk,
+                                     ms_error *err)
+{
+    size_t cap = *n;
+    for (size_t i = 0; i < n_sk; i++) {
+        if (sk[i].reason != 2)
+            continue;
+        ms_status st = add_unmatched(u, n, &cap, sk[i].name, sk[i].model, 2, err);
+        if (st)
+            return st;
+    }
+    return MS_OK;
+}
+
 void ms_unmatched_free(ms_unmatched *u, size_t n)
 {
     if (!u)

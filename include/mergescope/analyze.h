@@ -156,6 +156,10 @@ ms_status ms_analyze_unmatched(const ms_model *const *models, size_t n,
                                ms_unmatched **out, size_t *n_out,
                                ms_error *err);
 void ms_unmatched_free(ms_unmatched *u, size_t n);
+/* Append the tensors ms_stream_match skipped as undecodable (reason 2). */
+ms_status ms_analyze_add_undecodable(ms_unmatched **u, size_t *n,
+                                     const ms_stream_skip *sk, size_t n_sk,
+                                     ms_error *err);
 
 /* ================================================================ attribute */
 
