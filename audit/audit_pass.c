@@ -588,19 +588,19 @@ static void gta_chunk(au_task *t, const apply_ctx *x, const float *b, size_t nn,
                 continue;
             }
             float w = x->w[q];
+            /* selects on floats so the loop vectorises; an elected part
+             * is never 0, so part != 0 is the mask */
             for (size_t j = 0; j < n; j++) {
-                int m = ((sw[j] >= 0.0f) & (wd[q][j] > 0.0f)) |
-                        ((sw[j] < 0.0f) & (wd[q][j] < 0.0f));
-                part[q][j] = m ? wd[q][j] : 0.0f;
-                div[j] += w * (float)m;
+                float v = wd[q][j];
+                float up = v > 0.0f ? v : 0.0f, down = v < 0.0f ? v : 0.0f;
+                part[q][j] = sw[j] >= 0.0f ? up : down;
+                div[j] += part[q][j] != 0.0f ? w : 0.0f;
             }
             if (!main)
                 continue;
             const float *d = x->d[q] + off;
-            for (size_t j = 0; j < n; j++) {
-                int out = (part[q][j] == 0.0f) & (wd[q][j] != 0.0f);
-                mv[j] = out ? d[j] : 0.0f; /* scratch until M is formed */
-            }
+            for (size_t j = 0; j < n; j++) /* mv: scratch until M is formed */
+                mv[j] = part[q][j] != 0.0f ? 0.0f : (wd[q][j] != 0.0f ? d[j] : 0.0f);
             t->disc_sign[x->idx[q]] += dot64(mv, mv, n);
         }
         if (x->consensus)
@@ -713,17 +713,13 @@ static void trim_energy(au_task *t, const apply_ctx *x, size_t nn)
     for (size_t q = 0; q < x->k; q++) {
         const float *d = x->d[q];
         const uint8_t *kp = x->keep[q];
-        double tot = 0.0, lost = 0.0;
-        for (size_t off = 0; off < nn; off += 1024) {
-            size_t end = nn - off < 1024 ? nn : off + 1024;
-            float ft = 0.0f, fl = 0.0f;
-            for (size_t j = off; j < end; j++) {
-                float v = d[j] * d[j];
-                ft += v;
-                fl += kp && !kp[j] ? v : 0.0f;
-            }
-            tot += ft;
-            lost += fl;
+        double tot = dot64(d, d, nn), lost = 0.0;
+        float tmp[1024];
+        for (size_t off = 0; kp && off < nn; off += 1024) {
+            size_t n = nn - off < 1024 ? nn - off : 1024;
+            for (size_t j = 0; j < n; j++)
+                tmp[j] = kp[off + j] ? 0.0f : d[off + j];
+            lost += dot64(tmp, tmp, n);
         }
         t->disc_sq[x->idx[q]] += tot;
         t->disc_trim[x->idx[q]] += lost;
