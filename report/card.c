@@ -173,11 +173,11 @@ static void card_method(ms_rp_doc *d, const card_in *ci)
 static void card_models(ms_rp_doc *d, const card_in *ci, const model_list *ml)
 {
     static const char *const hdr[] = {"model", "role", "measured share (attribute)",
-                                      "simulated share (audit)"};
+                                      "simulated share (audit)", "recipe weight"};
     const char *base = base_of(ci);
     char b1[32], b2[32];
     ms_rp_h(d, 2, "Models merged");
-    ms_rp_table(d, 4, hdr);
+    ms_rp_table(d, ci->recipe ? 5 : 4, hdr);
     for (size_t i = 0; i < ml->n; i++) {
         bool is_base = ms_rp_same_model(base, ml->v[i]);
         const cJSON *a = find_named(ms_rp_arr(ci->attr, "donors"), ml->v[i]);
@@ -186,9 +186,14 @@ static void card_models(ms_rp_doc *d, const card_in *ci, const model_list *ml)
         ms_rp_cell(d, RP_OURS, is_base ? "base" : "donor");
         ms_rp_cell(d, RP_OURS, a ? ms_rp_pct(b1, sizeof(b1), a, "share") : "n/a");
         ms_rp_cell(d, RP_OURS, s ? ms_rp_pct(b2, sizeof(b2), s, "share") : "n/a");
+        if (ci->recipe)
+            ms_rp_cell_param(d, ci->recipe, ml->v[i], "weight");
         ms_rp_row(d);
     }
     ms_rp_p(d);
+    if (ci->recipe)
+        ms_rp_span(d, RP_OURS, "The recipe weight is the one configured (a range when it "
+                               "varies over layers); a share is what came out. ");
     ms_rp_span(d, RP_OURS, "A donor's share is its part of the merged delta (merged minus base): "
                         "the sum over tensors of (donor's contribution . merged delta) divided "
                         "by the sum of (merged delta . merged delta).");
@@ -461,9 +466,7 @@ static void card_inputs(const ms_report *r, card_in *ci)
     const ms_rp_input *in;
     memset(ci, 0, sizeof(*ci));
     /* a recipe explain result (a recipe check one describes no merge) */
-    for (size_t i = 0; i < r->n && !ci->recipe; i++)
-        if (r->in[i].kind == MS_RK_RECIPE && ms_rp_str(r->in[i].root, "merge_method"))
-            ci->recipe = r->in[i].root;
+    ci->recipe = ms_rp_explain(r);
     if ((in = ms_rp_first(r, MS_RK_AUDIT))) ci->audit = in->root;
     if ((in = ms_rp_first(r, MS_RK_ATTRIBUTE))) ci->attr = in->root;
     if ((in = ms_rp_first(r, MS_RK_PROVENANCE))) ci->prov = in->root;

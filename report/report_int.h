@@ -157,6 +157,14 @@ const char *ms_rp_method_words(const char *method);
 /* The "pretty" name of a merge method, or NULL. */
 const char *ms_rp_method_name(const char *method);
 
+/* The first `recipe explain` result (not `recipe check`), or NULL. */
+const cJSON *ms_rp_explain(const ms_report *r);
+/* The range of a resolved parameter over a model's rows (filter NULL: all
+ * filter classes) of recipe explain layers[]; false when it has none. */
+bool ms_rp_param_range(const cJSON *layers, const char *model, const char *filter,
+                       const char *param, double *lo, double *hi);
+/* A table cell: that range as "0.5" or "0.2 to 0.4", or "n/a". */
+void ms_rp_cell_param(ms_rp_doc *d, const cJSON *explain, const char *model, const char *param);
 /* The recipe's own text when a result carries it (a string with lines
  * under recipe_text, yaml, text, source or recipe), else NULL. */
 const char *ms_rp_recipe_text(const cJSON *root);

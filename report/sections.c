@@ -262,15 +262,15 @@ void ms_rp_section_overview(ms_rp_ctx *c)
 /* ==== recipe explain ==== */
 
 /* "0.50" or "0.30 to 0.70" for a parameter over a model's rows of a filter. */
-static bool param_range(const cJSON *layers, const char *model, const char *filter,
-                        const char *param, double *lo, double *hi)
+bool ms_rp_param_range(const cJSON *layers, const char *model, const char *filter,
+                       const char *param, double *lo, double *hi)
 {
     const cJSON *l;
     bool any = false;
     cJSON_ArrayForEach(l, layers) {
         const char *m = ms_rp_str(l, "model"), *f = ms_rp_str(l, "filter");
         double v;
-        if (!m || strcmp(m, model) || (filter && (!f || strcmp(f, filter))) ||
+        if (!ms_rp_same_model(m, model) || (filter && (!f || strcmp(f, filter))) ||
             !ms_rp_num(ms_rp_obj(l, "params"), param, &v))
             continue;
         if (!any || v < *lo)
@@ -302,12 +302,12 @@ static void recipe_params(ms_rp_doc *d, const cJSON *layers)
     for (size_t m = 0; m < models.n; m++)
         for (size_t k = 0; k < params.n; k++) {
             double lo = 0, hi = 0;
-            if (!param_range(layers, models.v[m], NULL, params.v[k], &lo, &hi))
+            if (!ms_rp_param_range(layers, models.v[m], NULL, params.v[k], &lo, &hi))
                 continue;
             ms_rp_cell(d, RP_CODE, models.v[m]);
             ms_rp_cell(d, RP_CODE, params.v[k]);
             for (size_t f = 0; f < 3; f++) {
-                if (!param_range(layers, models.v[m], filters[f], params.v[k], &lo, &hi))
+                if (!ms_rp_param_range(layers, models.v[m], filters[f], params.v[k], &lo, &hi))
                     ms_rp_cell(d, RP_OURS, "n/a");
                 else if (lo == hi)
                     ms_rp_cellf(d, "%.4g", lo);
@@ -316,6 +316,17 @@ static void recipe_params(ms_rp_doc *d, const cJSON *layers)
             }
             ms_rp_row(d);
         }
+}
+
+void ms_rp_cell_param(ms_rp_doc *d, const cJSON *explain, const char *model, const char *param)
+{
+    double lo = 0, hi = 0;
+    if (!ms_rp_param_range(ms_rp_arr(explain, "layers"), model, NULL, param, &lo, &hi))
+        ms_rp_cell(d, RP_OURS, "n/a");
+    else if (lo == hi)
+        ms_rp_cellf(d, "%.4g", lo);
+    else
+        ms_rp_cellf(d, "%.4g to %.4g", lo, hi);
 }
 
 /* A mergekit-multi file: its stages in order (the rest describes the last). */
@@ -868,9 +879,19 @@ void ms_rp_section_audit(ms_rp_ctx *c, const ms_rp_input *in)
 
 /* ==== attribute ==== */
 
+/* The first recipe explain result (not a recipe check), or NULL. */
+const cJSON *ms_rp_explain(const ms_report *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->in[i].kind == MS_RK_RECIPE && ms_rp_str(r->in[i].root, "merge_method"))
+            return r->in[i].root;
+    return NULL;
+}
+
 void ms_rp_section_attribute(ms_rp_ctx *c, const ms_rp_input *in)
 {
-    static const char *const hdr[] = {"donor", "coefficient", "share", "sign agreement"};
+    static const char *const hdr[] = {"donor", "coefficient", "share", "sign agreement",
+                                      "recipe weight"};
     static const char *const filters[] = {"self_attn", "mlp", "other"};
     ms_rp_doc *d = c->doc;
     const cJSON *root = in->root, *donors = ms_rp_arr(root, "donors"), *e;
@@ -895,13 +916,17 @@ void ms_rp_section_attribute(ms_rp_ctx *c, const ms_rp_input *in)
                             "individual coefficients are unreliable (the condition "
                             "number is in the JSON).");
     }
-    ms_rp_table(d, 4, hdr);
+    const cJSON *explain = ms_rp_explain(c->r);
+    size_t ncol = explain ? 5 : 4;
+    ms_rp_table(d, ncol, hdr);
     cJSON_ArrayForEach(e, donors) {
         const char *n = ms_rp_str(e, "name");
         ms_rp_cell(d, RP_CODE, n ? n : "n/a");
         cell_num(d, e, "coefficient", 4);
         cell_pct(d, e, "share");
         cell_pct(d, e, "sign_agreement");
+        if (explain)
+            ms_rp_cell_param(d, explain, n, "weight");
         ms_rp_row(d);
     }
     ms_rp_cell(d, RP_OURS, "residual (unexplained)");
