@@ -7,7 +7,8 @@
  *   bench_analyze attribute BASE MERGED DONOR...
  *   bench_analyze provenance MERGED DONOR...
  *
- * Prints one line: mode, bytes, seconds, GB/s, peak RSS (MiB). Threads come
+ * Prints one line: mode, bytes, seconds, GB/s, peak RSS (MiB), CPU seconds
+ * (user + system, all threads). Threads come
  * from MS_BENCH_THREADS (default 2). bench/bench_analyze.sh runs the modes
  * and the numpy peer in one go and prints the ratios.
  */
@@ -208,9 +209,11 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     if (!rc)
-        printf("%s bytes %llu seconds %.3f gb_per_s %.3f rss_mib %.1f\n", argv[1],
+        printf("%s bytes %llu seconds %.3f gb_per_s %.3f rss_mib %.1f cpu_s %.3f\n", argv[1],
                (unsigned long long)bytes, el, (double)bytes / 1e9 / el,
-               (double)ru.ru_maxrss / 1024.0);
+               (double)ru.ru_maxrss / 1024.0,
+               (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6
+               + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6);
     for (size_t i = 0; i < n; i++)
         ms_model_close(m[i]);
     free(m);

@@ -48,10 +48,12 @@ measure() { "$bin" "$@" >/dev/null 2>&1; "$bin" "$@" 2>/dev/null; }
 peer() { $py "$bench/peer_audit.py" "$@" --quiet 2>&1 >/dev/null | awk '/read/ {print $(NF-4)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-report() { # name line raw_seconds peer_seconds
+report() { # name line raw_line peer_seconds
     s=$(field seconds "$2"); rss=$(field rss_mib "$2"); gbs=$(field gb_per_s "$2")
-    printf '%-11s %7.2f s %6.2f GB/s  RSS %6.1f MiB  vs raw-read %sx  vs peer %sx\n' \
-        "$1" "$s" "$gbs" "$rss" "$(ratio "$3" "$s")" "$(ratio "$4" "$s")"
+    cpu=$(field cpu_s "$2")
+    printf '%-11s %7.2f s (cpu %6.2f s) %6.2f GB/s  RSS %6.1f MiB  vs raw-read %sx (cpu %sx)  vs peer %sx\n' \
+        "$1" "$s" "$cpu" "$gbs" "$rss" "$(ratio "$(field seconds "$3")" "$s")" \
+        "$(ratio "$(field cpu_s "$3")" "$cpu")" "$(ratio "$4" "$s")"
 }
 
 threes="$fam/base $fam/donor1 $fam/donor2"
@@ -68,8 +70,9 @@ rawp=$(measure raw $provm)
 prov=$(measure provenance $provm)
 peerp=$($py "$bench/peer_audit.py" --raw-read --base "$stack" --donor "$fam/donor1" --donor "$fam/donor2" 2>&1 >/dev/null | awk '/read/ {print $(NF-4)}')
 
-echo "raw-read (C, 2 threads): 3 models $(field seconds "$raw3") s, 4 models $(field seconds "$raw4") s, stack+2 $(field seconds "$rawp") s"
+echo "raw-read (C, 2 threads): 3 models $(field seconds "$raw3") s (cpu $(field cpu_s "$raw3") s), 4 models $(field seconds "$raw4") s (cpu $(field cpu_s "$raw4") s), stack+2 $(field seconds "$rawp") s (cpu $(field cpu_s "$rawp") s)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "peer_audit.py: 3 models $peer3 s, 4 models $peer4 s; stack+2 raw read (numpy) ${peerp} s"
-report compare "$cmp" "$(field seconds "$raw3")" "$peer3"
-report attribute "$att" "$(field seconds "$raw4")" "$peer4"
-report provenance "$prov" "$(field seconds "$rawp")" "$peerp"
+report compare "$cmp" "$raw3" "$peer3"
+report attribute "$att" "$raw4" "$peer4"
+report provenance "$prov" "$rawp" "$peerp"
