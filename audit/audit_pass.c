@@ -594,18 +594,20 @@ static void gta_chunk(au_task *t, const apply_ctx *x, const float *b, size_t nn,
                 float v = wd[q][j];
                 float up = v > 0.0f ? v : 0.0f, down = v < 0.0f ? v : 0.0f;
                 part[q][j] = sw[j] >= 0.0f ? up : down;
-                div[j] += part[q][j] != 0.0f ? w : 0.0f;
+                div[j] += fabsf(part[q][j]) > 0.0f ? w : 0.0f;
             }
             if (!main)
                 continue;
             const float *d = x->d[q] + off;
-            for (size_t j = 0; j < n; j++) /* mv: scratch until M is formed */
-                mv[j] = part[q][j] != 0.0f ? 0.0f : (wd[q][j] != 0.0f ? d[j] : 0.0f);
+            for (size_t j = 0; j < n; j++) { /* mv: scratch until M is formed */
+                float nz = fabsf(wd[q][j]) > 0.0f ? d[j] : 0.0f;
+                mv[j] = fabsf(part[q][j]) > 0.0f ? 0.0f : nz;
+            }
             t->disc_sign[x->idx[q]] += dot64(mv, mv, n);
         }
         if (x->consensus)
             for (size_t j = 0; j < n; j++)
-                div[j] = div[j] == 0.0f ? 1.0f : div[j];
+                div[j] = fabsf(div[j]) > 0.0f ? div[j] : 1.0f;
         for (size_t j = 0; j < n; j++)
             mixed[j] = 0.0f;
         for (size_t q = 0; q < k; q++)
@@ -718,7 +720,7 @@ static void trim_energy(au_task *t, const apply_ctx *x, size_t nn)
         for (size_t off = 0; kp && off < nn; off += 1024) {
             size_t n = nn - off < 1024 ? nn - off : 1024;
             for (size_t j = 0; j < n; j++)
-                tmp[j] = kp[off + j] ? 0.0f : d[off + j];
+                tmp[j] = d[off + j] * (float)(1 - kp[off + j]);
             lost += dot64(tmp, tmp, n);
         }
         t->disc_sq[x->idx[q]] += tot;
