@@ -322,7 +322,7 @@ Test(report, card_numbers_equal_the_json)
     char *card_path = join3(dir, "/", "MODEL_CARD.md");
     char *card = slurp(card_path);
     cJSON *attr = load_json(DATA "attribute.json"), *audit = load_json(DATA "audit.json");
-    cJSON *quant = load_json(DATA "quant.json");
+    cJSON *quant = load_json(DATA "quant.json"), *recipe = load_json(DATA "recipe.json");
     const cJSON *d;
     int checked = 0;
     cJSON_ArrayForEach(d, cJSON_GetObjectItem(attr, "donors")) {
@@ -330,9 +330,16 @@ Test(report, card_numbers_equal_the_json)
         char *row = join3("| `", name, "` | donor | ");
         const char *s = strstr(card, row);
         cr_assert_not_null(s, "no row for %s", name);
-        double measured, simulated;
-        cr_assert_eq(sscanf(s + strlen(row), "%lf%% | %lf%%", &measured, &simulated), 2);
+        double measured, simulated, weight, wmin = INFINITY;
+        cr_assert_eq(sscanf(s + strlen(row), "%lf%% | %lf%% | %lf", &measured, &simulated,
+                            &weight), 3);
         cr_assert_float_eq(measured / 100, json_num(d, "share"), 0.0005 + 1e-9);
+        /* the configured weight (its smallest value when it is a gradient) */
+        const cJSON *l;
+        cJSON_ArrayForEach(l, cJSON_GetObjectItem(recipe, "layers"))
+            if (!strcmp(cJSON_GetObjectItem(l, "model")->valuestring, name))
+                wmin = fmin(wmin, json_num(cJSON_GetObjectItem(l, "params"), "weight"));
+        cr_assert_float_eq(weight, wmin, 1e-9);
         const cJSON *a;
         cJSON_ArrayForEach(a, cJSON_GetObjectItem(audit, "donors"))
             if (!strcmp(cJSON_GetObjectItem(a, "name")->valuestring, name))
@@ -367,6 +374,7 @@ Test(report, card_numbers_equal_the_json)
     cJSON_Delete(attr);
     cJSON_Delete(audit);
     cJSON_Delete(quant);
+    cJSON_Delete(recipe);
     free(card);
     free(card_path);
     free(out);
