@@ -45,21 +45,27 @@ fi
 # field NAME LINE -> value after NAME
 field() { echo "$2" | awk -v k="$1" '{for (i = 1; i < NF; i++) if ($i == k) print $(i + 1)}'; }
 measure() { "$bin" "$@" >/dev/null 2>&1; "$bin" "$@" 2>/dev/null; }
-peer() { $py "$bench/peer_audit.py" "$@" --quiet 2>&1 >/dev/null | awk '/read/ {print $(NF-4)}'; }
+# peer: "wall_seconds cpu_seconds" (CPU of the child, user + system)
+peer() {
+    $py -c 'import resource, subprocess, sys, time
+t = time.time()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("%.3f %.3f" % (time.time() - t, r.ru_utime + r.ru_stime))' $py "$bench/peer_audit.py" "$@" --quiet
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-report() { # name line raw_line peer_seconds
+report() { # name line raw_line "peer_wall peer_cpu"
     s=$(field seconds "$2"); rss=$(field rss_mib "$2"); gbs=$(field gb_per_s "$2")
-    cpu=$(field cpu_s "$2")
-    printf '%-11s %7.2f s (cpu %6.2f s) %6.2f GB/s  RSS %6.1f MiB  vs raw-read %sx (cpu %sx)  vs peer %sx\n' \
+    cpu=$(field cpu_s "$2"); pw=${4% *}; pc=${4#* }
+    printf '%-11s %7.2f s (cpu %6.2f s) %6.2f GB/s  RSS %6.1f MiB  vs raw-read %sx (cpu %sx)  vs peer %sx (cpu %sx)\n' \
         "$1" "$s" "$cpu" "$gbs" "$rss" "$(ratio "$(field seconds "$3")" "$s")" \
-        "$(ratio "$(field cpu_s "$3")" "$cpu")" "$(ratio "$4" "$s")"
+        "$(ratio "$(field cpu_s "$3")" "$cpu")" "$(ratio "$pw" "$s")" "$(ratio "$pc" "$cpu")"
 }
 
 threes="$fam/base $fam/donor1 $fam/donor2"
 raw3=$(measure raw $threes)
 cmp=$(measure compare $threes)
-peer3=$(peer --base "$fam/base" --donor "$fam/donor1" --donor "$fam/donor2")
 peer3=$(peer --base "$fam/base" --donor "$fam/donor1" --donor "$fam/donor2")
 four="$fam/base $fam/donor3 $fam/donor1 $fam/donor2"
 raw4=$(measure raw $four)
@@ -68,11 +74,11 @@ peer4=$(peer --base "$fam/base" --donor "$fam/donor1" --donor "$fam/donor2" --me
 provm="$stack $fam/donor1 $fam/donor2"
 rawp=$(measure raw $provm)
 prov=$(measure provenance $provm)
-peerp=$($py "$bench/peer_audit.py" --raw-read --base "$stack" --donor "$fam/donor1" --donor "$fam/donor2" 2>&1 >/dev/null | awk '/read/ {print $(NF-4)}')
+peerp=$(peer --raw-read --base "$stack" --donor "$fam/donor1" --donor "$fam/donor2")
 
 echo "raw-read (C, 2 threads): 3 models $(field seconds "$raw3") s (cpu $(field cpu_s "$raw3") s), 4 models $(field seconds "$raw4") s (cpu $(field cpu_s "$raw4") s), stack+2 $(field seconds "$rawp") s (cpu $(field cpu_s "$rawp") s)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "peer_audit.py: 3 models $peer3 s, 4 models $peer4 s; stack+2 raw read (numpy) ${peerp} s"
+echo "peer_audit.py (wall cpu): 3 models $peer3 s, 4 models $peer4 s; stack+2 raw read (numpy) $peerp s"
 report compare "$cmp" "$raw3" "$peer3"
 report attribute "$att" "$raw4" "$peer4"
 report provenance "$prov" "$rawp" "$peerp"
