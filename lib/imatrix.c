@@ -77,7 +77,7 @@ static ms_status rd_i32(rd *r, int32_t *v, const char *what, ms_error *err)
 
 static ms_status dat_entry(rd *r, ms_imatrix_entry *e, ms_error *err)
 {
-    int32_t name_len, ncall, nval;
+    int32_t name_len = 0, ncall = 0, nval = 0;
     size_t at = r->pos;
     ms_status st = rd_i32(r, &name_len, "name length", err);
     if (st)
@@ -124,7 +124,7 @@ static ms_status dat_entry(rd *r, ms_imatrix_entry *e, ms_error *err)
 static ms_status load_dat(const uint8_t *p, size_t len, ms_imatrix *im, ms_error *err)
 {
     rd r = {p, len, 0, im->path};
-    int32_t n;
+    int32_t n = 0;
     ms_status st = rd_i32(&r, &n, "entry count", err);
     if (st)
         return st;
@@ -145,7 +145,7 @@ static ms_status load_dat(const uint8_t *p, size_t len, ms_imatrix *im, ms_error
     size_t at = r.pos;
     if (len == r.pos)
         return MS_OK;
-    int32_t chunks, dlen;
+    int32_t chunks = 0, dlen = 0;
     if ((st = rd_i32(&r, &chunks, "chunk count", err)) ||
         (st = rd_i32(&r, &dlen, "dataset name length", err)))
         return st;
