@@ -1050,6 +1050,66 @@ static void compare_most_different(ms_rp_doc *d, const cJSON *md)
     }
 }
 
+typedef struct metric {
+    const char *key, *name, *title, *ylabel, *caption;
+    bool log;
+} metric;
+
+static const metric compare_metrics[] = {
+    {"rel_l2", "compare_rel_l2_by_layer", "Relative L2 distance per layer", "|A - B| / |A|",
+     "Relative L2 distance between each pair, per layer", true},
+    {"cosine", "compare_cosine_by_layer", "Cosine similarity per layer", "cosine(A, B)",
+     "Cosine similarity between each pair, per layer", false},
+};
+
+/* "A-vs-B" from the two models' last path components. */
+static void pair_label(char *buf, size_t cap, const char *a, const char *b)
+{
+    snprintf(buf, cap, "%.40s-vs-%.40s", ms_path_basename(a ? a : "?"),
+             ms_path_basename(b ? b : "?"));
+}
+
+/* One metric of layers[].pairs[], one series per pair (matched by name). */
+static void compare_layer_plot(ms_rp_ctx *c, const cJSON *layers, size_t nrow, const names *pn,
+                               const metric *m)
+{
+    const cJSON *l, *e;
+    size_t r = 0, found = 0;
+    ms_rp_plot *p = ms_rp_plot_add(c->plots, RP_PLOT_LINES, m->name, nrow, pn->n);
+    if (!p)
+        return;
+    cJSON_ArrayForEach(l, layers) {
+        double li, v;
+        char lab[32];
+        size_t j = 0;
+        if (!layer_index(l, &li) || r >= nrow)
+            continue;
+        snprintf(lab, sizeof(lab), "%.0f", li);
+        ms_rp_plot_set_row(p, r, lab);
+        cJSON_ArrayForEach(e, ms_rp_arr(l, "pairs")) {
+            const char *a = ms_rp_str(e, "a"), *b = ms_rp_str(e, "b");
+            char key[96];
+            pair_label(key, sizeof(key), a, b);
+            /* unnamed pairs are taken in the order of the top-level pairs[] */
+            size_t idx = a && b ? names_find(pn, key) : j;
+            if (idx < pn->n && ms_rp_num(e, m->key, &v)) {
+                p->v[r * pn->n + idx] = v;
+                found++;
+            }
+            j++;
+        }
+        r++;
+    }
+    for (size_t j = 0; j < pn->n; j++)
+        ms_rp_plot_set_col(p, j, pn->v[j]);
+    snprintf(p->title, sizeof(p->title), "%s", m->title);
+    p->xlabel = "layer";
+    p->ylabel = m->ylabel;
+    p->y_log = m->log;
+    if (found)
+        fig(c, p, m->caption);
+}
+
 void ms_rp_section_compare(ms_rp_ctx *c, const ms_rp_input *in)
 {
     static const char *const hdr[] = {"A", "B", "cosine", "rel. L2", "max abs", "identical"};
@@ -1070,8 +1130,7 @@ void ms_rp_section_compare(ms_rp_ctx *c, const ms_rp_input *in)
         cell_pct(d, e, "identical");
         ms_rp_row(d);
         if (pn.n < MAX_NAMES) {
-            snprintf(labels[pn.n], sizeof(labels[0]), "%.40s-vs-%.40s",
-                     ms_path_basename(a ? a : "?"), ms_path_basename(b ? b : "?"));
+            pair_label(labels[pn.n], sizeof(labels[0]), a, b);
             pn.v[pn.n] = labels[pn.n];
             pn.n++;
         }
@@ -1079,57 +1138,14 @@ void ms_rp_section_compare(ms_rp_ctx *c, const ms_rp_input *in)
     ms_rp_p(d);
     ms_rp_span(d, RP_OURS, "rel. L2: |A - B| / |A|; identical: fraction of weights exactly equal.");
     compare_most_different(d, ms_rp_arr(root, "most_different"));
-    static const struct { const char *key, *name, *title, *ylabel, *caption; bool log; } m[] = {
-        {"rel_l2", "compare_rel_l2_by_layer", "Relative L2 distance per layer",
-         "|A - B| / |A|", "Relative L2 distance between each pair, per layer", true},
-        {"cosine", "compare_cosine_by_layer", "Cosine similarity per layer",
-         "cosine(A, B)", "Cosine similarity between each pair, per layer", false},
-    };
     const cJSON *layers = ms_rp_arr(root, "layers");
     size_t nrow = 0;
     cJSON_ArrayForEach(l, layers) {
         double v;
         nrow += layer_index(l, &v) && nrow < MAX_ROWS;
     }
-    if (!nrow || !pn.n)
-        return;
-    for (size_t k = 0; k < MS_ARRAY_SIZE(m); k++) {
-        ms_rp_plot *p = ms_rp_plot_add(c->plots, RP_PLOT_LINES, m[k].name, nrow, pn.n);
-        if (!p)
-            return;
-        size_t r = 0, found = 0;
-        cJSON_ArrayForEach(l, layers) {
-            double li, v;
-            char lab[32];
-            if (!layer_index(l, &li) || r >= nrow)
-                continue;
-            snprintf(lab, sizeof(lab), "%.0f", li);
-            ms_rp_plot_set_row(p, r, lab);
-            size_t j = 0;
-            cJSON_ArrayForEach(e, ms_rp_arr(l, "pairs")) {
-                /* pairs appear in the same order as the top-level pairs[]; match by name */
-                const char *a = ms_rp_str(e, "a"), *b = ms_rp_str(e, "b");
-                char key[96];
-                snprintf(key, sizeof(key), "%.40s-vs-%.40s", ms_path_basename(a ? a : "?"),
-                         ms_path_basename(b ? b : "?"));
-                size_t idx = a && b ? names_find(&pn, key) : j;
-                if (idx < pn.n && ms_rp_num(e, m[k].key, &v)) {
-                    p->v[r * pn.n + idx] = v;
-                    found++;
-                }
-                j++;
-            }
-            r++;
-        }
-        for (size_t j = 0; j < pn.n; j++)
-            ms_rp_plot_set_col(p, j, pn.v[j]);
-        snprintf(p->title, sizeof(p->title), "%s", m[k].title);
-        p->xlabel = "layer";
-        p->ylabel = m[k].ylabel;
-        p->y_log = m[k].log;
-        if (found)
-            fig(c, p, m[k].caption);
-    }
+    for (size_t k = 0; nrow && pn.n && k < MS_ARRAY_SIZE(compare_metrics); k++)
+        compare_layer_plot(c, layers, nrow, &pn, &compare_metrics[k]);
 }
 
 /* ==== quant ==== */
