@@ -484,9 +484,12 @@ static ms_status index_fill(const char *text, size_t len, const char *label,
             return ms_error_set(err, MS_ERR_FORMAT, label, find_offset(text, len, it->string),
                                 "weight_map value of '%s' is not a string", it->string);
         const char *why = shard_name_problem(it->valuestring);
+        /* the value as written, or its key when escapes make it differ */
+        int64_t at = find_offset(text, len, it->valuestring);
+        if (why && at == 0)
+            at = find_offset(text, len, it->string);
         if (why)
-            return ms_error_set(err, MS_ERR_FORMAT, label,
-                                find_offset(text, len, it->valuestring),
+            return ms_error_set(err, MS_ERR_FORMAT, label, at,
                                 "shard name '%s' of tensor '%s' %s", it->valuestring,
                                 it->string, why);
         names[*n] = ms_strdup(it->string);
