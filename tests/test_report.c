@@ -597,9 +597,20 @@ Test(report, without_gnuplot_scripts_stay_and_one_warning)
     mkdir(bin, 0755);
     /* a PATH without gnuplot on it */
     setenv("PATH", bin, 1);
-    char *out, *err;
-    int rc = run_report(data_files, 7, out_dir, &out, &err);
+    char *out, *err, *jpath = ms_path_join(dir, "report.json");
+    const char *argv[] = {"report", data_files[0], data_files[1], data_files[2], data_files[3],
+                          data_files[4], data_files[5], data_files[6], "-o", out_dir,
+                          "--json", jpath, NULL};
+    int rc = ms_test_run(argv, &out, &err);
     cr_assert_eq(rc, 0, "exit 0 without gnuplot: %s", err);
+    cJSON *j = load_json(jpath);
+    const cJSON *pl = cJSON_GetObjectItem(j, "plots");
+    cr_assert_str_eq(cJSON_GetObjectItem(pl, "gnuplot")->valuestring, "missing");
+    cr_assert_eq(json_num(pl, "rendered"), 0);
+    cr_assert_eq(json_num(pl, "written"),
+                 (double)(sizeof(required_plots) / sizeof(required_plots[0])));
+    cJSON_Delete(j);
+    free(jpath);
     int warnings = 0;
     for (const char *s = err; (s = strstr(s, "warning:")); s++)
         warnings++;
