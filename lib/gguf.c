@@ -495,17 +495,17 @@ static ms_status rd_tensors(cursor *c, ms_gguf_file *f, uint64_t n)
         if (st)
             return st;
     }
-    const char *dup;
-    ms_status st = MS_OK;
-    if (n)
-        st = find_duplicate(&f->tensors[0].name, f->n_tensors, sizeof(*f->tensors), &dup,
-                            c->err, c->path);
-    if (!st && n && dup)
-        return ms_error_set(c->err, MS_ERR_FORMAT, c->path,
-                            (int64_t)ms_gguf_find_tensor(f, dup)->info_offset,
-                            "tensor '%s' appears twice", dup);
-    if (st)
-        return st;
+    if (n) {
+        const char *dup;
+        ms_status st = find_duplicate(&f->tensors[0].name, f->n_tensors, sizeof(*f->tensors),
+                                      &dup, c->err, c->path);
+        if (st)
+            return st;
+        if (dup)
+            return ms_error_set(c->err, MS_ERR_FORMAT, c->path,
+                                (int64_t)ms_gguf_find_tensor(f, dup)->info_offset,
+                                "tensor '%s' appears twice", dup);
+    }
     /* data starts at the next multiple of the alignment */
     uint64_t pad = (f->alignment - c->pos % f->alignment) % f->alignment;
     f->data_start = c->pos + pad;
