@@ -60,6 +60,14 @@ int64_t ms_stream_rows_per_chunk(const ms_stream_opts *opts, int64_t n_rows,
 {
     size_t target = opts && opts->chunk_elems ? opts->chunk_elems
                                               : MS_STREAM_DEFAULT_CHUNK;
+    if (opts && opts->max_memory) {
+        /* one worker's chunk buffers must fit the budget by themselves;
+         * k is not known here (callers size their partials with this
+         * function before the job runs), so size for a pair */
+        uint64_t cap = opts->max_memory / sizeof(float) / MS_STREAM_BUDGET_K;
+        if (cap < target)
+            target = (size_t)cap;
+    }
     if (n_rows <= 0 || n_cols <= 0)
         return 0;
     uint64_t r = (uint64_t)target / (uint64_t)n_cols;
@@ -147,9 +155,9 @@ static ms_status fit_workers(stream_state *st, size_t per_worker_floats,
     if (budget && per_worker) {
         if (per_worker > budget)
             return ms_error_set(err, MS_ERR_NOMEM, NULL, -1,
-                                "one worker needs %llu bytes of buffers, more than "
-                                "the memory limit of %llu bytes",
-                                (unsigned long long)per_worker,
+                                "one row chunk of %zu models needs %llu bytes of "
+                                "buffers, more than the memory limit of %llu bytes",
+                                st->job->k, (unsigned long long)per_worker,
                                 (unsigned long long)budget);
         if ((uint64_t)n > budget / per_worker)
             n = (int)(budget / per_worker);

@@ -219,4 +219,47 @@ static inline void rb_rmtree(const char *dir)
         waitpid(pid, NULL, 0);
 }
 
+/*
+ * A llama-named F16 safetensors checkpoint of n_layers up_proj tensors of
+ * rows x cols, values from a seeded xorshift (finite, |x| < 2). Big enough
+ * models for kill and memory tests without committing anything.
+ */
+static inline bool rb_write_big_model(const char *path, int n_layers, int rows, int cols,
+                                      uint64_t seed)
+{
+    ms_sb h = MS_SB_INIT;
+    size_t tbytes = (size_t)rows * (size_t)cols * 2;
+    ms_sb_addc(&h, '{');
+    for (int i = 0; i < n_layers; i++)
+        ms_sb_addf(&h, "%s\"model.layers.%d.mlp.up_proj.weight\":{\"dtype\":\"F16\","
+                   "\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}", i ? "," : "", i, rows,
+                   cols, tbytes * (size_t)i, tbytes * (size_t)(i + 1));
+    ms_sb_addc(&h, '}');
+    while (h.len % 8)
+        ms_sb_addc(&h, ' ');
+    FILE *fp = fopen(path, "wb");
+    uint16_t *buf = malloc(tbytes);
+    bool ok = fp && buf;
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
+    ok = ok && fwrite(len8, 1, 8, fp) == 8 && fwrite(h.buf, 1, h.len, fp) == h.len;
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (int l = 0; ok && l < n_layers; l++) {
+        for (size_t e = 0; e < tbytes / 2; e++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            /* sign, exponent 0x0c..0x0f (|x| in [2^-3, 2)), any mantissa */
+            buf[e] = (uint16_t)((x & 0x8000) | (0x0c + (x >> 20 & 3)) << 10 | (x >> 32 & 0x3ff));
+        }
+        ok = fwrite(buf, 1, tbytes, fp) == tbytes;
+    }
+    if (fp && fclose(fp) != 0)
+        ok = false;
+    free(buf);
+    ms_sb_free(&h);
+    return ok;
+}
+
 #endif

@@ -20,6 +20,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@
 
 #include "robust_run.h"
 #include "testutil.h"
+#include "mergescope/model.h"
+#include "mergescope/stream.h"
 #include "mergescope/util.h"
 #include "mergescope/banned.h"
 
@@ -1523,4 +1526,206 @@ Test(robust, recipe_corpus, .timeout = 300)
     }
     free(gtext);
     corpus_done(&c, 60);
+}
+
+/* ==== the memory budget ==== */
+
+typedef struct budget_probe {
+    const ms_stream_opts *opts;
+    const ms_stream_job *job;
+    atomic_int max_worker;
+    atomic_llong max_chunk;   /* elements of the largest chunk seen */
+    atomic_int bad_rows;      /* chunks not cut as rows_per_chunk says */
+} budget_probe;
+
+static ms_status probe_fn(void *p, const ms_stream_chunk *c, ms_error *err)
+{
+    budget_probe *b = p;
+    (void)err;
+    const ms_tensor *t = b->job->tensors[c->slot * b->job->k];
+    int64_t r = ms_stream_rows_per_chunk(b->opts, t->n_rows, t->n_cols);
+    if (c->row0 % r != 0 || (c->nrows != r && c->row0 + c->nrows != t->n_rows))
+        b->bad_rows++;
+    long long e = (long long)c->nrows * c->n_cols, cur = b->max_chunk;
+    while (e > cur && !atomic_compare_exchange_weak(&b->max_chunk, &cur, e))
+        ;
+    int w = b->max_worker;
+    while (c->worker > w && !atomic_compare_exchange_weak(&b->max_worker, &w, c->worker))
+        ;
+    return MS_OK;
+}
+
+static void open_models(const char *const *rels, size_t k, ms_model **m)
+{
+    for (size_t i = 0; i < k; i++) {
+        char *p = ms_test_gen(rels[i]);
+        ms_error e;
+        ms_error_clear(&e);
+        cr_assert_eq(ms_model_open(p, &m[i], &e), MS_OK, "%s: %s", p, e.msg);
+        free(p);
+    }
+}
+
+Test(robust, memory_budget_bounds_chunk_buffers)
+{
+    static const char *const rels[] = {"demo/base", "demo/donor1", "demo/donor2"};
+    ms_model *m[3];
+    open_models(rels, 3, m);
+    for (size_t k = 2; k <= 3; k++) {
+        const ms_tensor **slots;
+        ms_stream_skip *skip;
+        size_t n_slots, n_skip;
+        ms_error e;
+        ms_error_clear(&e);
+        cr_assert_eq(ms_stream_match((const ms_model *const *)m, k, &slots, &n_slots, &skip,
+                                     &n_skip, &e), MS_OK);
+        int64_t widest = 0;
+        for (size_t s = 0; s < n_slots; s++)
+            if (slots[s * k]->n_cols > widest)
+                widest = slots[s * k]->n_cols;
+        ms_stream_job job = {(const ms_model *const *)m, k, slots, n_slots};
+        const uint64_t budgets[] = {64 << 10, 256 << 10, 1 << 20, 4 << 20, 64 << 20};
+        for (size_t bi = 0; bi < sizeof(budgets) / sizeof(budgets[0]); bi++) {
+            for (int threads = 1; threads <= 3; threads++) {
+                ms_stream_opts o = {.threads = threads, .max_memory = budgets[bi]};
+                budget_probe b = {.opts = &o, .job = &job};
+                ms_error_clear(&e);
+                ms_status st = ms_stream_run(&job, &o, probe_fn, NULL, &b, &e);
+                uint64_t one_row = (uint64_t)k * (uint64_t)widest * 4;
+                if (st == MS_ERR_NOMEM) {
+                    /* only allowed when the rows a worker needs do not fit */
+                    uint64_t need = (uint64_t)k * 4 *
+                        (uint64_t)ms_stream_rows_per_chunk(&o, 1 << 30, widest) * (uint64_t)widest;
+                    cr_expect_gt(need, budgets[bi], "k %zu budget %llu: refused though %llu fit",
+                                 k, (unsigned long long)budgets[bi], (unsigned long long)need);
+                    cr_expect(strstr(e.msg, "memory limit"), "unclear message: %s", e.msg);
+                    continue;
+                }
+                cr_assert_eq(st, MS_OK, "k %zu budget %llu threads %d: %s", k,
+                             (unsigned long long)budgets[bi], threads, e.msg);
+                uint64_t used = (uint64_t)(b.max_worker + 1) * k * (uint64_t)b.max_chunk * 4;
+                cr_expect_leq(used, budgets[bi],
+                              "k %zu, %d workers x %lld-element chunks exceed %llu bytes", k,
+                              b.max_worker + 1, (long long)b.max_chunk,
+                              (unsigned long long)budgets[bi]);
+                cr_expect_eq(b.bad_rows, 0, "chunks not cut as ms_stream_rows_per_chunk says");
+                if (k == 2)
+                    cr_expect_leq(one_row, budgets[bi], "pairs always fit these budgets");
+            }
+        }
+        /* below one row of the widest tensor: a clear refusal */
+        ms_stream_opts tiny = {.threads = 2, .max_memory = (uint64_t)k * (uint64_t)widest * 4 - 1};
+        budget_probe b = {.opts = &tiny, .job = &job};
+        ms_error_clear(&e);
+        cr_expect_eq(ms_stream_run(&job, &tiny, probe_fn, NULL, &b, &e), MS_ERR_NOMEM);
+        cr_expect(strstr(e.msg, "memory limit"), "unclear message: %s", e.msg);
+        cr_expect_eq(b.max_chunk, 0, "nothing streamed");
+        free(slots);
+        free(skip);
+    }
+    for (size_t i = 0; i < 3; i++)
+        ms_model_close(m[i]);
+}
+
+static cJSON *parse_json_file(const char *path)
+{
+    uint8_t *d;
+    size_t n;
+    if (!rb_read(path, &d, &n))
+        return NULL;
+    cJSON *j = cJSON_ParseWithLength((const char *)d, n);
+    free(d);
+    return j;
+}
+
+static double pair_cosine(const cJSON *j)
+{
+    const cJSON *p = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "pairs"), 0);
+    const cJSON *c = cJSON_GetObjectItem(p, "cosine");
+    return cJSON_IsNumber(c) ? c->valuedouble : NAN;
+}
+
+Test(robust, max_memory_on_the_command_line)
+{
+    char *dir = ms_test_tmpdir();
+    char *a = ms_test_gen("demo/base"), *b = ms_test_gen("demo/donor1");
+    char *j0 = ms_path_join(dir, "free.json"), *j1 = ms_path_join(dir, "tight.json");
+    const char *free_argv[] = {"compare", "-q", "--threads", "2", a, b, "--json", j0, NULL};
+    const char *tight_argv[] = {"compare", "-q", "--threads", "2", "--max-memory", "96K",
+                                a, b, "--json", j1, NULL};
+    rb_result r;
+    rb_run(free_argv, NULL, &r);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    rb_free(&r);
+    rb_run(tight_argv, NULL, &r);
+    cr_assert_eq(r.status, 0, "compare under --max-memory 96K: %s", r.err);
+    rb_free(&r);
+    cJSON *f = parse_json_file(j0), *t = parse_json_file(j1);
+    cr_assert(f && t);
+    double cf = pair_cosine(f), ct = pair_cosine(t);
+    cr_expect(fabs(cf - ct) <= 1e-9 * fabs(cf) + 1e-12,
+              "a budget changes only the chunking, not the figures (%.17g vs %.17g)", cf, ct);
+    cJSON_Delete(f);
+    cJSON_Delete(t);
+
+    /* far too small, and malformed */
+    const char *none_argv[] = {"compare", "-q", "--max-memory", "1K", a, b, NULL};
+    rb_run(none_argv, NULL, &r);
+    cr_expect_eq(r.status, 1, "a budget below one row is a failure to run (exit 1)");
+    cr_expect(!strncmp(r.err, "mergescope: ", 12) && strstr(r.err, "memory limit") &&
+              strchr(r.err, '\n') == r.err + strlen(r.err) - 1, "stderr: %s", r.err);
+    rb_free(&r);
+    const char *bad_argv[] = {"compare", "-q", "--max-memory", "lots", a, b, NULL};
+    rb_run(bad_argv, NULL, &r);
+    cr_expect_eq(r.status, 2, "a malformed --max-memory is a usage error");
+    rb_free(&r);
+    free(j0);
+    free(j1);
+    free(a);
+    free(b);
+    rb_rmtree(dir);
+    free(dir);
+}
+
+/*
+ * compare of two F16 models under RLIMIT_AS: the limit holds the mapped
+ * files plus a fixed allowance for the program (code, libraries, the
+ * OpenBLAS buffer of the calling thread, stacks), which is less than the
+ * models would take decoded to float32. Streaming must get through.
+ */
+Test(robust, compare_under_an_address_space_limit, .timeout = 300)
+{
+    if (RB_ASAN)
+        cr_skip_test("RLIMIT_AS cannot be combined with ASan's shadow memory");
+    const int layers = 12, rows = 4096, cols = 1024;
+    const uint64_t file_bytes = (uint64_t)layers * rows * cols * 2;
+    const uint64_t allowance = (uint64_t)256 << 20;
+    cr_assert_lt(allowance, 2 * file_bytes * 2, "the f32 models must not fit the allowance");
+    char *dir = ms_test_tmpdir();
+    char *a = ms_path_join(dir, "a.safetensors"), *b = ms_path_join(dir, "b.safetensors");
+    cr_assert(rb_write_big_model(a, layers, rows, cols, 1));
+    cr_assert(rb_write_big_model(b, layers, rows, cols, 2));
+    rb_limits lim = {.cpu_s = 60, .as_bytes = 2 * file_bytes + allowance, .wall_s = 120};
+    const char *argv[] = {"compare", "-q", "--threads", "1", "--max-memory", "16M", a, b,
+                          "--json", "-", NULL};
+    rb_result r;
+    rb_run(argv, &lim, &r);
+    cr_expect_eq(r.status, 0, "compare of 2 x %llu MiB under a %llu MiB address-space limit: "
+                 "status %d signal %d timed out %d: %s", (unsigned long long)(file_bytes >> 20),
+                 (unsigned long long)(lim.as_bytes >> 20), r.status, r.sig, r.timed_out, r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_expect(j && isfinite(pair_cosine(j)), "no result on stdout");
+    cJSON_Delete(j);
+    rb_free(&r);
+    /* the limit is real: below the mapped files the same run cannot work */
+    rb_limits low = {.cpu_s = 20, .as_bytes = file_bytes, .wall_s = 30};
+    rb_run(argv, &low, &r);
+    cr_expect_neq(r.status, 0, "compare ran under a limit below its mapped inputs");
+    cr_expect(!r.sig && !r.timed_out, "out of address space: signal %d, timed out %d", r.sig,
+              r.timed_out);
+    rb_free(&r);
+    free(a);
+    free(b);
+    rb_rmtree(dir);
+    free(dir);
 }

@@ -61,13 +61,24 @@ typedef struct ms_stream_opts {
     ms_progress_fn progress; /* called from workers with bytes done/total */
     void *progress_ctx;
     uint64_t max_memory;   /* bytes for the workers' f32 buffers (threads x
-                              k x largest chunk x 4); 0: no limit. Fewer
+                              k x largest chunk x 4); 0: no limit. Chunks
+                              shrink so that one worker of up to
+                              MS_STREAM_BUDGET_K models fits, then fewer
                               threads are used to fit; MS_ERR_NOMEM when
-                              even one worker does not fit. */
+                              even one row per model does not fit. */
 } ms_stream_opts;
 
+/* Models a worker's buffers are sized for under max_memory (a pair, as in
+ * compare A B or quant): chunk_elems is at most max_memory / (4 x
+ * MS_STREAM_BUDGET_K). A job of more models gets fewer workers, or
+ * MS_ERR_NOMEM when one worker's rows do not fit. */
+#define MS_STREAM_BUDGET_K 2
+
 /* Rows per chunk for a slot of n_rows x n_cols under opts (NULL: defaults):
- * max(1, chunk_elems / n_cols), at most n_rows (0 for an empty slot). */
+ * max(1, E / n_cols), at most n_rows (0 for an empty slot), where E is
+ * chunk_elems, lowered to max_memory / (4 x MS_STREAM_BUDGET_K) under a
+ * budget, so the chunking depends on the budget but never on the thread
+ * count. */
 int64_t ms_stream_rows_per_chunk(const ms_stream_opts *opts, int64_t n_rows,
                                  int64_t n_cols);
 
