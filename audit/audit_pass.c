@@ -600,7 +600,8 @@ static void gta_chunk(au_task *t, const apply_ctx *x, const float *b, size_t nn,
                 continue;
             const float *d = x->d[q] + off;
             for (size_t j = 0; j < n; j++) { /* mv: scratch until M is formed */
-                float nz = fabsf(wd[q][j]) > 0.0f ? d[j] : 0.0f;
+                float dv = d[j]; /* loaded unconditionally: lets gcc if-convert */
+                float nz = fabsf(wd[q][j]) > 0.0f ? dv : 0.0f;
                 mv[j] = fabsf(part[q][j]) > 0.0f ? 0.0f : nz;
             }
             t->disc_sign[x->idx[q]] += dot64(mv, mv, n);

@@ -114,6 +114,7 @@ static int audit_child(const char *recipe_path, const char *models_dir, int thre
 
 typedef struct measure {
     double seconds;
+    double cpu;         /* user + system CPU seconds of the child */
     long maxrss_kb;
     int status;
 } measure;
@@ -130,8 +131,16 @@ typedef struct measure {
         wait4(pid_, &st_, 0, &ru_);                                          \
         (out).seconds = ms_now() - t0_;                                      \
         (out).maxrss_kb = ru_.ru_maxrss;                                     \
+        (out).cpu = (double)ru_.ru_utime.tv_sec + 1e-6 * ru_.ru_utime.tv_usec + \
+                    (double)ru_.ru_stime.tv_sec + 1e-6 * ru_.ru_stime.tv_usec;                                     \
         (out).status = WIFEXITED(st_) ? WEXITSTATUS(st_) : -1;               \
     } while (0)
+
+static void row(const char *label, const measure *m, double gb)
+{
+    printf("%-28s %9.2f %9.2f %9.2f %7ld MB %8d\n", label, m->seconds, m->cpu, gb / m->seconds,
+           m->maxrss_kb / 1024, m->status);
+}
 
 static int run_peer(const char *peer, char **dirs)
 {
@@ -173,7 +182,8 @@ int main(int argc, char **argv)
     if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
         return 1;
     close(fd);
-    measure warm, raw = {1e30, 0, 0}, full = {1e30, 0, 0}, stats = {1e30, 0, 0}, pr = {0, 0, 0};
+    measure warm, raw = {1e30, 0, 0, 0}, full = {1e30, 0, 0, 0}, stats = {1e30, 0, 0, 0},
+            pr = {0, 0, 0, 0};
     MEASURE(warm, raw_read(dirs, 4, threads));
     for (int r = 0; r < runs; r++) {
         measure m;
@@ -201,23 +211,25 @@ int main(int argc, char **argv)
     double gb = (double)bytes / 1e9;
     printf("family %s: %.2f GB of tensor data (base + 3 donors), %d threads, best of %d\n",
            fam, gb, threads, runs);
-    printf("%-28s %9s %9s %10s %8s\n", "run", "seconds", "GB/s", "peak RSS", "status");
-    printf("%-28s %9.2f %9.2f %7ld MB %8d\n", "warm-up raw read (cache)", warm.seconds,
-           gb / warm.seconds, warm.maxrss_kb / 1024, warm.status);
-    printf("%-28s %9.2f %9.2f %7ld MB %8d\n", "raw read (2 threads)", raw.seconds,
-           gb / raw.seconds, raw.maxrss_kb / 1024, raw.status);
-    printf("%-28s %9.2f %9.2f %7ld MB %8d\n", "audit --stats-only", stats.seconds,
-           gb / stats.seconds, stats.maxrss_kb / 1024, stats.status);
-    printf("%-28s %9.2f %9.2f %7ld MB %8d\n", "audit (ties simulation)", full.seconds,
-           gb / full.seconds, full.maxrss_kb / 1024, full.status);
+    printf("%-28s %9s %9s %9s %10s %8s\n", "run", "seconds", "cpu s", "GB/s", "peak RSS",
+           "status");
+    row("warm-up raw read (cache)", &warm, gb);
+    row("raw read", &raw, gb);
+    row("audit --stats-only", &stats, gb);
+    row("audit (ties simulation)", &full, gb);
     if (peer)
-        printf("%-28s %9.2f %9.2f %7ld MB %8d\n", "peer_audit.py", pr.seconds,
-               gb / pr.seconds, pr.maxrss_kb / 1024, pr.status);
+        row("peer_audit.py", &pr, gb);
     printf("ratios: full audit / raw read %.3f, stats-only / raw read %.3f",
            raw.seconds / full.seconds, raw.seconds / stats.seconds);
     if (peer)
         printf(", full audit vs peer %.1fx, stats-only vs peer %.1fx",
                pr.seconds / full.seconds, pr.seconds / stats.seconds);
+    printf("\n");
+    printf("cpu-time ratios: raw / full %.3f, raw / stats-only %.3f", raw.cpu / full.cpu,
+           raw.cpu / stats.cpu);
+    if (peer)
+        printf(", peer / full %.1fx, peer / stats-only %.1fx", pr.cpu / full.cpu,
+               pr.cpu / stats.cpu);
     printf("\n");
     unlink(recipe);
     for (int i = 0; i < 4; i++)
