@@ -350,8 +350,12 @@ static ms_status setup_task(ms_audit *a, au_task *t, ms_error *err)
     }
     bool random = t->sparse == AU_SP_RANDOM || t->sparse == AU_SP_DELLA;
     t->draws = random ? a->draws : 1;
+    /* the stable-rank sketch looks at matrices writing to the residual
+     * stream (rows = hidden size: q/o/down), where abliteration edits */
+    int64_t hidden = t->base >= 0 ? a->models[t->in[t->base].model]->hidden_size : 0;
     t->sketch = t->base >= 0 && x->ndim == 2 && t->rows >= 2 && t->cols >= 2 &&
-                t->kind != MS_KIND_EMBED && t->kind != MS_KIND_OUTPUT && !t->chunk_on;
+                t->kind != MS_KIND_EMBED && t->kind != MS_KIND_OUTPUT && !t->chunk_on &&
+                (hidden <= 0 || t->rows == hidden);
     size_t n2 = t->n_in * t->n_in;
     t->gram = calloc(t->m * t->m, sizeof(double));
     t->pair_nn = calloc(n2, sizeof(uint64_t));
