@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,6 +42,7 @@ typedef struct rb_limits {
     uint64_t as_bytes;    /* RLIMIT_AS when not under ASan; 0: 1 GiB */
     double wall_s;        /* killed after this long; 0: 30 s */
     const char *const *env; /* extra NAME=VALUE settings, NULL-terminated */
+    int uid;              /* > 0: run as this user and group (when root) */
 } rb_limits;
 
 typedef struct rb_result {
@@ -97,6 +99,11 @@ static inline void rb_child(const char *const *argv, const rb_limits *lim, int o
     setenv("OPENBLAS_NUM_THREADS", "1", 0);
     for (size_t i = 0; lim && lim->env && lim->env[i]; i++)
         putenv((char *)lim->env[i]);
+    /* as root, permissions do not bind: drop to an ordinary user */
+    if (lim && lim->uid > 0 && geteuid() == 0 &&
+        (setgroups(0, NULL) != 0 || setgid((gid_t)lim->uid) != 0 ||
+         setuid((uid_t)lim->uid) != 0))
+        _exit(125);
     dup2(ofd, 1);
     dup2(efd, 2);
     execv(MS_BINARY, (char *const *)av);
