@@ -4,8 +4,8 @@
  * KW = 8 inside an avx2 target region, chosen at run time. KSUF names the
  * instance. Not a public header.
  *
- * Float32 products are summed over runs of KRUN elements per lane group and
- * every run's sum is added in float64, so rounding stays at the level of
+ * Float32 products are summed over runs of RUN elements (at most 32 per
+ * lane) and every run's sum is added in float64, so rounding stays at the level of
  * one short float32 sum while the totals are float64.
  */
 #define KCAT_(a, b) a##_##b
@@ -130,27 +130,62 @@ static void KCAT(add_block, KSUF)(ms_gram *acc, const float *const *x,
     const float *x0 = x[0] + off;
     memcpy(w, x0, b * sizeof(float));
     memset(w + b, 0, (bp - b) * sizeof(float));
+    KI absmask;
+    for (int l = 0; l < KW; l++)
+        absmask[l] = 0x7fffffff;
     for (size_t i = 1; i < k; i++) {
+        /* the deltas against x_0 are also pair (0, i)'s differences: its
+         * max and equal count come from the same registers (x_i - x_0 is
+         * 0 exactly when x_i == x_0, for finite values) */
         const float *xi = x[i] + off;
         float *wi = w + i * bp;
+        KV m0 = {0}, m1 = {0};
+        KI q0 = {0}, q1 = {0};
+        const KV zero = {0};
         size_t e = 0;
-        for (; e + KW <= b; e += KW) {
-            KV a, c;
+        for (; e + 2 * KW <= b; e += 2 * KW) {
+            KV a, c, d;
+            KI gt;
             KLOAD(a, xi + e);
             KLOAD(c, x0 + e);
             a -= c;
             memcpy(wi + e, &a, sizeof(a));
+            d = (KV)((KI)a & absmask);
+            gt = d > m0;                /* false for NaN: ignored */
+            m0 = (KV)(((KI)d & gt) | ((KI)m0 & ~gt));
+            q0 -= a == zero;
+            KLOAD(a, xi + e + KW);
+            KLOAD(c, x0 + e + KW);
+            a -= c;
+            memcpy(wi + e + KW, &a, sizeof(a));
+            d = (KV)((KI)a & absmask);
+            gt = d > m1;
+            m1 = (KV)(((KI)d & gt) | ((KI)m1 & ~gt));
+            q1 -= a == zero;
         }
-        for (; e < b; e++)
+        ms_pair_stats *ps = &acc->pairs[ms_gram_pair_index(k, 0, i)];
+        float mx = (float)ps->max_abs;
+        for (int l = 0; l < KW; l++) {
+            float v = m0[l] > m1[l] ? m0[l] : m1[l];
+            mx = v > mx ? v : mx;
+        }
+        uint64_t cnt = KCAT(hsum_i, KSUF)(q0) + KCAT(hsum_i, KSUF)(q1);
+        for (; e < b; e++) {
             wi[e] = xi[e] - x0[e];
+            float d = fabsf(wi[e]);
+            mx = d > mx ? d : mx;
+            cnt += xi[e] == x0[e];
+        }
+        ps->max_abs = mx;
+        ps->identical += cnt;
         memset(wi + b, 0, (bp - b) * sizeof(float));
     }
     KCAT(gram_block, KSUF)(acc->g, k, w, bp);
-    for (size_t i = 0; i < k; i++)
+    for (size_t i = 1; i < k; i++)
         for (size_t j = i + 1; j < k; j++) {
             ms_pair_stats *ps = &acc->pairs[ms_gram_pair_index(k, i, j)];
             KCAT(pair_block, KSUF)(ps, x[i] + off, x[j] + off, b);
-            if (signs && i > 0)
+            if (signs)
                 KCAT(sign_block, KSUF)(ps, w + i * bp, w + j * bp, bp);
         }
 }

@@ -16,7 +16,8 @@
  * sign agreement of the deltas d_i = x_i - x_0, d_j = x_j - x_0. Distances
  * between near-identical models come from the deltas, never as the
  * difference of two large numbers. Products are summed in float32 over
- * runs of 64 elements and the runs in float64 (a fused vector kernel, SSE2
+ * runs of 256 elements (at most 32 products per float32 lane) and the
+ * runs in float64 (a fused vector kernel, SSE2
  * or AVX2 chosen at run time: BLAS dsyrk on k <= 8 rows spends most of its
  * time packing, ~4x slower measured). Chunks default to 256 Ki elements per
  * model so a worker's decoded rows stay in cache.
