@@ -538,7 +538,7 @@ static bool gw_value(gcur *c, uint64_t type, int depth)
 static bool gw_walk(const uint8_t *p, size_t n, gwalk *w)
 {
     gcur c = {p, n, 0, w};
-    uint64_t ver, nt, nkv;
+    uint64_t ver = 0, nt = 0, nkv = 0;
     memset(w, 0, sizeof(*w));
     w->alignment = 32;
     if (n < 24 || memcmp(p, "GGUF", 4) != 0)
@@ -1728,4 +1728,34 @@ Test(robust, compare_under_an_address_space_limit, .timeout = 300)
     free(b);
     rb_rmtree(dir);
     free(dir);
+}
+
+/*
+ * KNOWN BUG (reported; not a parser: OpenBLAS start-up, cli/main.c or the
+ * build): with more than one OpenBLAS thread, an address-space limit that
+ * leaves no room for OpenBLAS's 128 MiB per-thread buffer makes its worker
+ * retry the mmap forever, and exit() then waits for that worker: even
+ * `inspect` never returns. Logged as a warning until fixed;
+ * MS_ROBUST_STRICT=1 makes it fail.
+ */
+Test(robust, tight_address_space_limit_does_not_hang)
+{
+    if (RB_ASAN)
+        cr_skip_test("RLIMIT_AS cannot be combined with ASan's shadow memory");
+    char *m = ms_test_gen("tiny/base");
+    static const char *const env[] = {"OPENBLAS_NUM_THREADS=2", NULL};
+    rb_limits lim = {.cpu_s = 5, .as_bytes = (uint64_t)160 << 20, .wall_s = 5, .env = env};
+    const char *argv[] = {"inspect", "-q", m, NULL};
+    rb_result r;
+    rb_run(argv, &lim, &r);
+    bool ok = !r.timed_out && !r.sig && (r.status == 0 || r.status == 1);
+    if (!ok && !getenv("MS_ROBUST_STRICT"))
+        cr_log_warn("KNOWN BUG, not failing: inspect under a 160 MiB address-space limit with "
+                    "two OpenBLAS threads: status %d, signal %d, timed out %d (OpenBLAS "
+                    "retries its buffer mmap forever)", r.status, r.sig, r.timed_out);
+    else
+        cr_expect(ok, "inspect under a 160 MiB address-space limit: status %d, signal %d, "
+                  "timed out %d: %s", r.status, r.sig, r.timed_out, r.err);
+    rb_free(&r);
+    free(m);
 }
