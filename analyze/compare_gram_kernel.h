@@ -181,7 +181,9 @@ static void KCAT(add_block, KSUF)(ms_gram *acc, const float *const *x,
         memset(wi + b, 0, (bp - b) * sizeof(float));
     }
     KCAT(gram_block, KSUF)(acc->g, k, w, bp);
-    for (size_t i = 1; i < k; i++)
+    /* with signs (attribute: row 0 base, row 1 merged) only the merged
+     * row's pairs are needed */
+    for (size_t i = 1; i < (signs ? 2 : k); i++)
         for (size_t j = i + 1; j < k; j++) {
             ms_pair_stats *ps = &acc->pairs[ms_gram_pair_index(k, i, j)];
             KCAT(pair_block, KSUF)(ps, x[i] + off, x[j] + off, b);

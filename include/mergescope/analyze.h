@@ -69,8 +69,10 @@ size_t ms_gram_pair_index(size_t k, size_t i, size_t j);
 
 /*
  * Add n elements of k aligned float32 vectors x[0..k) to a. work is
- * caller scratch of ms_gram_work_doubles(k) doubles. signs: also count
- * the sign agreement of the deltas (costs a little more).
+ * caller scratch of ms_gram_work_doubles(k) doubles. signs (the attribute
+ * layout: row 0 base, row 1 merged): count the sign agreement of d_1 with
+ * every other delta, and compute pair statistics only for the pairs
+ * (0, j) and (1, j); the others stay zero.
  */
 size_t ms_gram_work_doubles(size_t k);
 void ms_gram_add_chunk(ms_gram *a, const float *const *x, size_t n,
