@@ -7,7 +7,8 @@
  * name, type and number of dims, with every dim shrunk to a block or two
  * and the first real bytes of its data, so the seeds are valid files with
  * realistic metadata and real quantized blocks. Safetensors files are
- * shrunk the same way. Recipes, config.json and imatrix.dat files are
+ * shrunk the same way. An optional GEN_DIR (the test fixtures that
+ * ms-fixtures generates) adds its models, recipes, configs and indexes. Recipes, config.json and imatrix.dat files are
  * copied. A missing
  * fixture folder is skipped: the hand-written seeds still work.
  */
@@ -262,8 +263,8 @@ static char *subdir(const char *out, const char *name)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: ms-fuzz-seedgen SHARED_FIXTURES OUTDIR\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: ms-fuzz-seedgen SHARED_FIXTURES OUTDIR [GEN_DIR]\n");
         return 2;
     }
     const char *sh = argv[1];
@@ -286,7 +287,23 @@ int main(int argc, char **argv)
     n += each(sh, "real-models/stories260K-family", ".gguf", mg, "", shrink_gguf_rows, 0);
     n += each(sh, "real-gguf/source", "imatrix.gguf", im, "", shrink_gguf, 0);
     n += each(sh, "real-gguf/source", "imatrix.dat", im, "", copy_file, 0);
-    printf("seedgen: %d seeds from %s\n", n, sh);
+    if (argc == 4) {
+        char *si = subdir(argv[2], "st_index");
+        static const char *const fams[] = {"tiny", "demo"};
+        for (size_t i = 0; i < MS_ARRAY_SIZE(fams); i++) {
+            char pre[32];
+            snprintf(pre, sizeof(pre), "%s-", fams[i]);
+            n += each(argv[3], fams[i], ".safetensors", st, pre, shrink_st, 1);
+            n += each(argv[3], fams[i], ".gguf", gg, pre, shrink_gguf, 1);
+            n += each(argv[3], fams[i], ".gguf", mg, pre, shrink_gguf_rows, 1);
+            n += each(argv[3], fams[i], ".yml", rc, pre, copy_file, 1);
+            n += each(argv[3], fams[i], "config.json", cf, pre, copy_file, 1);
+            n += each(argv[3], fams[i], "index.json", si, pre, copy_file, 1);
+        }
+        free(si);
+    }
+    printf("seedgen: %d seeds from %s%s%s\n", n, sh, argc == 4 ? " and " : "",
+           argc == 4 ? argv[3] : "");
     free(gg);
     free(st);
     free(rc);
