@@ -6,6 +6,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fuzz_common.h"
 #include "mergescope/gguf.h"
@@ -32,6 +33,10 @@ static void check(const ms_gguf_file *f, const uint8_t *data, size_t size)
     MS_FUZZ_CHECK(f->version == 2 || f->version == 3);
     MS_FUZZ_CHECK(f->alignment && !(f->alignment & (f->alignment - 1)));
     MS_FUZZ_CHECK(f->data_start <= size);
+    uint64_t n_tensors, n_kv;
+    memcpy(&n_tensors, data + 8, 8);
+    memcpy(&n_kv, data + 16, 8);
+    MS_FUZZ_CHECK(n_tensors == f->n_tensors && n_kv == f->n_kvs);
     for (size_t i = 0; i < f->n_kvs; i++) {
         const ms_gguf_kv *kv = &f->kvs[i];
         MS_FUZZ_CHECK(ms_gguf_find_kv(f, kv->key) == kv);
