@@ -226,6 +226,44 @@ Test(safetensors, real_stories_family)
     }
 }
 
+/* A real file cut at each structure boundary: inside the length field, at
+ * the end of the header, at the start and last byte of every tensor. */
+Test(safetensors, real_file_truncated_at_every_boundary)
+{
+    char *path =
+        ms_test_shared("real-models/stories260K-family/stories260K-base.bf16.safetensors");
+    if (!path)
+        cr_skip_test("shared fixtures absent");
+    ms_st_file *f;
+    ms_error e;
+    ms_error_clear(&e);
+    cr_assert_eq(ms_st_open(path, &f, &e), MS_OK, "%s", e.msg);
+    uint64_t cuts[8 + 4 + 2 * 64];
+    size_t n = 0;
+    for (uint64_t b = 0; b < 8; b++)
+        cuts[n++] = b;
+    cuts[n++] = f->data_start - 1;
+    cuts[n++] = f->data_start;
+    for (size_t i = 0; i < f->n_tensors && n + 2 <= MS_ARRAY_SIZE(cuts); i++) {
+        cuts[n++] = f->tensors[i].offset;
+        cuts[n++] = f->tensors[i].offset + f->tensors[i].nbytes - 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *p = malloc(cuts[i] ? cuts[i] : 1);
+        memcpy(p, f->data, cuts[i]);
+        ms_st_file *g = (ms_st_file *)1;
+        ms_error_clear(&e);
+        cr_assert_eq(ms_st_open_mem(p, cuts[i], "cut", &g, &e), MS_ERR_FORMAT,
+                     "cut at %llu accepted", (unsigned long long)cuts[i]);
+        cr_assert_null(g);
+        cr_assert_str_eq(e.path, "cut");
+        cr_assert_geq(e.offset, 0);
+        free(p);
+    }
+    ms_st_close(f);
+    free(path);
+}
+
 /* ==== generated malformed inputs ==== */
 
 /* A file image: 8-byte length, header (padded with spaces to pad), then
