@@ -1,15 +1,15 @@
 /*
- * seedgen.c - make small, valid seed inputs for the fuzz targets from the
- * real fixtures: usage `ms-fuzz-seedgen SHARED_FIXTURES OUTDIR`.
+ * seedgen.c - make small, valid seed inputs for the fuzz targets: usage
+ * `ms-fuzz-seedgen SHARED_FIXTURES OUTDIR [GEN_DIR]`.
  *
  * Real files are megabytes; libFuzzer wants kilobytes. Each GGUF keeps its
  * whole metadata (tokenizer included) verbatim and each tensor keeps its
  * name, type and number of dims, with every dim shrunk to a block or two
  * and the first real bytes of its data, so the seeds are valid files with
  * realistic metadata and real quantized blocks. Safetensors files are
- * shrunk the same way. An optional GEN_DIR (the test fixtures that
- * ms-fixtures generates) adds its models, recipes, configs and indexes. Recipes, config.json and imatrix.dat files are
- * copied. A missing
+ * shrunk the same way. Recipes, config.json and imatrix.dat files are
+ * copied. An optional GEN_DIR (the test fixtures that ms-fixtures
+ * generates) adds its models, recipes, configs and indexes. A missing
  * fixture folder is skipped: the hand-written seeds still work.
  */
 #include <cjson/cJSON.h>
