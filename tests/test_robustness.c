@@ -162,7 +162,7 @@ static void expect_bad(corpus *c, const char *label, const char *const *argv,
     const char *known = why ? known_bug(label, &r) : NULL;
     if (known) {
         c->n_known++;
-        cr_log_warn("KNOWN BUG, not failing: %s: %s (status %d): %s", label, why, r.status,
+        rb_note("KNOWN BUG, not failing: %s: %s (status %d): %s", label, why, r.status,
                     known);
     } else if (why) {
         c->n_failed++;
@@ -445,7 +445,7 @@ Test(robust, safetensors_corpus, .timeout = 300)
         free(d);
         free(real);
     } else {
-        cr_log_warn("../shared/fixtures absent: real safetensors part skipped");
+        rb_note("../shared/fixtures absent: real safetensors part skipped");
     }
     corpus_done(&c, 80);
 }
@@ -878,7 +878,7 @@ Test(robust, gguf_corpus, .timeout = 300)
     for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
         char *p = ms_test_shared(reals[i]);
         if (!p) {
-            cr_log_warn("../shared/fixtures absent: %s skipped", reals[i]);
+            rb_note("../shared/fixtures absent: %s skipped", reals[i]);
             continue;
         }
         uint8_t *d;
@@ -1352,7 +1352,7 @@ Test(robust, imatrix_corpus, .timeout = 300)
         free(w);
         free(d);
     } else {
-        cr_log_warn("../shared/fixtures absent: real imatrix part skipped");
+        rb_note("../shared/fixtures absent: real imatrix part skipped");
     }
     free(rmodel);
     free(rref);
@@ -1750,7 +1750,7 @@ Test(robust, tight_address_space_limit_does_not_hang)
     rb_run(argv, &lim, &r);
     bool ok = !r.timed_out && !r.sig && (r.status == 0 || r.status == 1);
     if (!ok && !getenv("MS_ROBUST_STRICT"))
-        cr_log_warn("KNOWN BUG, not failing: inspect under a 160 MiB address-space limit with "
+        rb_note("KNOWN BUG, not failing: inspect under a 160 MiB address-space limit with "
                     "two OpenBLAS threads: status %d, signal %d, timed out %d (OpenBLAS "
                     "retries its buffer mmap forever)", r.status, r.sig, r.timed_out);
     else
