@@ -872,6 +872,22 @@ Test(robust, gguf_corpus, .timeout = 300)
     free(w);
     free(good);
 
+    /* split sets named by the first file: missing parts, a repeated part */
+    char *first = cpath(&c, "m-00001-of-00002.gguf"), *second = cpath(&c, "m-00002-of-00002.gguf");
+    char *huge = cpath(&c, "n-00001-of-99999.gguf");
+    char *q8 = ms_test_gen("tiny/gguf/base-Q8_0.gguf");
+    cr_assert(rb_copy(q8, first) && rb_copy(q8, huge));
+    const char *split_argv[] = {"inspect", "--quiet", first, NULL};
+    expect_bad(&c, "split set without its second part", split_argv, "m-0000", PL_NONE);
+    cr_assert(rb_copy(q8, second));
+    expect_bad(&c, "split set whose parts repeat the tensors", split_argv, "m-0000", PL_NONE);
+    const char *huge_argv[] = {"inspect", "--quiet", huge, NULL};
+    expect_bad(&c, "split set of 99999 parts", huge_argv, "n-0000", PL_NONE);
+    free(first);
+    free(second);
+    free(huge);
+    free(q8);
+
     static const char *const reals[] = {"real-gguf/gguf/model-Q8_0.gguf",
                                         "real-gguf/gguf/model-IQ2_XXS.gguf",
                                         "real-gguf/gguf/model-Q4_K_M.gguf"};
