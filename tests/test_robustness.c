@@ -62,7 +62,6 @@ static const struct { const char *label, *owner; } KNOWN[] = {
     {"UTF-8 in a string value (gguf)", "lib/gguf.c accepts string values that are not UTF-8"},
     {"config syntax", "lib/model.c: a config.json syntax error gives no offset"},
     {"(wrong type)", "lib/model.c ignores config.json fields of the wrong type"},
-    {"(imatrix trailer)", "lib/imatrix.c accepts a cut or lying .dat trailer"},
     {"(control chars)", "cli/common.c ms_report_error prints newlines and escapes from files"},
 };
 
