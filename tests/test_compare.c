@@ -192,10 +192,30 @@ Test(compare, gguf_against_its_safetensors_source)
     cr_assert_gt(q->cosine, 0.9999);
     cr_assert_lt(q->rel_l2, 0.01);
     cr_assert_lt(q->rel_l2, b->rel_l2 / 3);
-    /* merge-ta vs base: ||M|| from the README over ||merge-ta|| */
+    /* merge-ta vs base: ||M|| from the README */
     cr_assert_float_eq(b->l2, 3.060493, 1e-6);
     ms_compare_result_free(r);
     for (int i = 0; i < 4; i++)
+        ms_model_close(m[i]);
+}
+
+Test(compare, readme_numbers_from_ggufs_alone)
+{
+    ms_model *m[3] = {real("stories260K-base.f32.gguf"), NULL, NULL};
+    if (!m[0])
+        cr_skip_test("../shared/fixtures is absent");
+    m[1] = real("stories260K-merge-ta.f32.gguf");
+    m[2] = real("stories260K-merge-ta.Q4_K_M.gguf");
+    ms_compare_result *r = compare(m, 3, 2);
+    cr_assert_eq(r->n_unmatched, 0);
+    /* ||merge-ta - base|| (README) between two GGUF files */
+    cr_assert_float_eq(r->overall.pairs[ms_gram_pair_index(3, 0, 1)].l2, 3.060493, 1e-6);
+    /* Q4_K_M (mostly Q5_0 here): a few percent off, still the same model */
+    const ms_pair_figures *q = &r->overall.pairs[ms_gram_pair_index(3, 1, 2)];
+    cr_assert_gt(q->cosine, 0.999);
+    cr_assert_lt(q->rel_l2, 0.05);
+    ms_compare_result_free(r);
+    for (int i = 0; i < 3; i++)
         ms_model_close(m[i]);
 }
 
