@@ -244,29 +244,40 @@ static ms_status add_task(ms_audit *a, const ms_recipe_plan_layer *row, const ch
     return st;
 }
 
-static const ms_model *row_model(const ms_audit *a, const ms_recipe_plan_layer *row)
+/* Whose tensors name the row's outputs: the base when it is an input (a
+ * donor missing a tensor is then reported, not silently dropped), else
+ * the first input. Sets *in_layer to that input's source layer. */
+static const ms_model *row_model(const ms_audit *a, const ms_recipe_plan_layer *row,
+                                 int *in_layer)
 {
-    return row->n_inputs ? a->models[row->inputs[0].model] : NULL;
+    size_t pick = 0;
+    size_t base = a->plan->slices[row->slice].base_model;
+    for (size_t k = 0; k < row->n_inputs; k++)
+        if (row->inputs[k].model == base)
+            pick = k;
+    if (in_layer)
+        *in_layer = row->n_inputs ? row->inputs[pick].in_layer : -1;
+    return row->n_inputs ? a->models[row->inputs[pick].model] : NULL;
 }
 
 static ms_status build_tasks(ms_audit *a, ms_error *err)
 {
     const ms_recipe_plan *p = a->plan;
     ms_status st = MS_OK;
-    const ms_model *m = row_model(a, &p->pre);
+    const ms_model *m = row_model(a, &p->pre, NULL);
     for (size_t i = 0; m && i < m->n_tensors && !st; i++)
         if (m->tensors[i].layer < 0 &&
             ms_recipe_plan_row(p, m->tensors[i].name, -1) == &p->pre)
             st = add_task(a, &p->pre, m->tensors[i].name, -1, -1, err);
     for (int l = 0; l < p->n_layers && !st; l++) {
         const ms_recipe_plan_layer *row = &p->layers[l];
-        m = row_model(a, row);
-        int in_layer = row->n_inputs ? row->inputs[0].in_layer : -1;
+        int in_layer = -1;
+        m = row_model(a, row, &in_layer);
         for (size_t i = 0; m && i < m->n_tensors && !st; i++)
             if (m->tensors[i].layer == in_layer)
                 st = add_task(a, row, m->tensors[i].name, in_layer, l, err);
     }
-    m = row_model(a, &p->post);
+    m = row_model(a, &p->post, NULL);
     for (size_t i = 0; m && i < m->n_tensors && !st; i++)
         if (m->tensors[i].layer < 0 &&
             ms_recipe_plan_row(p, m->tensors[i].name, -1) == &p->post)

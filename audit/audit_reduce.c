@@ -409,6 +409,20 @@ static void fp_mismatch(ms_audit *a, size_t d, ms_audit_donor *x)
     }
 }
 
+/* A donor whose weights are nearly orthogonal to the base's is no
+ * fine-tune of it (fine-tunes keep cosines near 1). */
+static void fp_unrelated(ms_audit_donor *x)
+{
+    if (!x->all.has_tv || x->all.cos_to_base >= 0.5)
+        return;
+    ms_audit_fp *f = new_fp(x, "unrelated_to_base");
+    if (!f)
+        return;
+    fp_evidence(f, "cosine of the donor's weights with the base's is %.4f and its task "
+                "vector is %.2f times the base's norm: not a fine-tune of this base, so "
+                "task arithmetic on it is meaningless", x->all.cos_to_base, x->all.rel_norm);
+}
+
 /* ================================================================ reduce */
 
 static void pairs(ms_audit *a)
@@ -587,6 +601,7 @@ void au_reduce(ms_audit *a)
             fp_low_rank(a, d, x);
             fp_identical(a, d, x);
             fp_mismatch(a, d, x);
+            fp_unrelated(x);
         }
         for (int l = 0; l < nl; l++) {
             ms_audit_layer *y = &r->layers[r->n_layers];

@@ -67,7 +67,8 @@ typedef struct ms_audit_opts {
 /* One fingerprint of a donor. */
 typedef struct ms_audit_fp {
     char *kind;        /* "dequantized:Q8_0", "low_rank", "identical_to_base",
-                          "shape_mismatch", "vocab_mismatch", "missing_tensor" */
+                          "shape_mismatch", "vocab_mismatch", "missing_tensor",
+                          "unrelated_to_base" */
     char **tensors;    /* canonical names (input tensors of the donor) */
     size_t n_tensors;
     char *evidence;    /* one sentence with the numbers */
