@@ -545,3 +545,63 @@ Test(audit_fixtures, generated_family_fingerprints, .timeout = 120)
     free(tmp);
     free(truth_path);
 }
+
+/* A donor from another family: shapes, vocabulary and layers differ. */
+Test(audit_real, foreign_donor_mismatches_are_reported, .timeout = 120)
+{
+    char *fam = ms_test_shared("real-models/stories260K-family");
+    char *dir = ref_dir();
+    if (!fam || !dir)
+        cr_skip_test("shared fixtures or ../shared/bench are absent");
+    char *tmp = ms_test_tmpdir();
+    char *recipe = ms_path_join(tmp, "mm.yml");
+    const char *text = "merge_method: ties\nbase_model: base\nmodels:\n"
+                       "  - model: other\n    parameters: {weight: 0.5, density: 0.5}\n"
+                       "  - model: kjv\n    parameters: {weight: 0.5, density: 0.5}\n";
+    cr_assert(ms_test_write(recipe, text, strlen(text)));
+    char mb[1200], mo[1200], mk[1200], js[1024];
+    snprintf(mb, sizeof(mb), "base=%s/stories260K-base.safetensors", fam);
+    snprintf(mo, sizeof(mo), "other=%s/fam/donor1", dir);
+    snprintf(mk, sizeof(mk), "kjv=%s/stories260K-ft-kjv.safetensors", fam);
+    snprintf(js, sizeof(js), "%s/out.json", tmp);
+    const char *argv[] = {"audit", recipe, "--model", mb, "--model", mo, "--model", mk,
+                          "--json", js, "-q", NULL};
+    char *so = NULL, *se = NULL;
+    cr_assert_eq(ms_test_run(argv, &so, &se), 0, "%s", se);
+    free(so);
+    free(se);
+    cJSON *au = load_json(js);
+    const cJSON *o = donor(au, "other");
+    /* stories260K: 5 layers, vocab 512, ffn 172; the generated tiny family:
+     * 2 layers, vocab 256, ffn 176 */
+    cr_assert(has_fp(o, "vocab_mismatch"));
+    cr_assert(has_fp(o, "shape_mismatch"));
+    cr_assert(has_fp(o, "missing_tensor"));
+    cr_assert(has_fp(o, "unrelated_to_base"));
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(donor(au, "kjv"), "fingerprints")), 0);
+    cJSON_Delete(au);
+    free(recipe);
+    free(tmp);
+    free(fam);
+    free(dir);
+}
+
+/* Each tensor is reduced on one worker and tensors are combined in plan
+ * order: the result cannot depend on the thread count. */
+Test(audit_ref, same_result_with_one_or_two_threads, .timeout = 300)
+{
+    char *dir = ref_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench is absent");
+    cJSON *a1 = run_audit(dir, "della", "--threads=1", NULL);
+    cJSON *a2 = run_audit(dir, "della", "--threads=2", NULL);
+    cJSON_DeleteItemFromObject(a1, "timing");
+    cJSON_DeleteItemFromObject(a2, "timing");
+    char *s1 = cJSON_PrintUnformatted(a1), *s2 = cJSON_PrintUnformatted(a2);
+    cr_assert_str_eq(s1, s2);
+    free(s1);
+    free(s2);
+    cJSON_Delete(a1);
+    cJSON_Delete(a2);
+    free(dir);
+}
