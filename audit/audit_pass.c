@@ -61,6 +61,11 @@ bool au_chunk_on(const au_task *t, uint64_t c)
 /* ================================================================ helpers */
 
 #define FAULT_MARGIN (64u << 10) /* the kernel maps pages around a fault */
+/* A task whose inputs hold at most this many bytes keeps its pages mapped
+ * across its passes (no re-faulting) and drops them when it is done; two
+ * workers then keep at most 2 x 96 MB resident. Larger tensors (embeddings)
+ * drop every chunk's pages as the stream passes. */
+#define KEEP_MAPPED_BYTES (96u << 20)
 
 /*
  * Drop the mapped pages of bytes [off, off + len) of t's data, rounded
@@ -114,6 +119,8 @@ static ms_status read_inputs(ms_audit *a, au_task *t, au_worker *w,
                                           w->x + i * w->cap, err);
         if (st)
             return st;
+        if (t->bytes <= KEEP_MAPPED_BYTES)
+            continue;
         ms_model_release_rows(a->models[in->model], in->t, row0, nr);
         if (in->t->permute_heads == 0)
             release_span(a->models[in->model], in->t, (uint64_t)row0 * in->t->row_bytes,
