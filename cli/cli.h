@@ -114,6 +114,14 @@ int ms_write_json_result(const ms_common *c, struct cJSON *root);
 /* Add "schema" and "tool_version" to a fresh result object. */
 struct cJSON *ms_json_result_new(const char *command);
 
+/*
+ * Refuse to run when an output option (--json, --suggest, --emit-recipe,
+ * --plan-file) names an existing input file or a model file inside an
+ * input directory; with in_place, copy that input to INPUT.bak instead.
+ * Returns 0 to go on, else the exit status (the message is printed).
+ */
+int ms_guard_outputs(int argc, char **argv, bool in_place);
+
 /* Commands, each in its own cmd_*.c. */
 int cmd_inspect(int argc, char **argv);
 int cmd_recipe(int argc, char **argv);

@@ -14,33 +14,48 @@
 #include "mergescope/util.h"
 #include "mergescope/banned.h"
 
+/* One line on stderr: text from files may hold newlines or escape
+ * sequences, so everything after the prefix is escaped. */
+static void print_line(const char *prefix, const char *text)
+{
+    ms_sb sb = MS_SB_INIT;
+    if (ms_sb_add(&sb, prefix) && ms_sb_add_escaped(&sb, text, strlen(text)))
+        fprintf(stderr, "%s\n", sb.buf);
+    else
+        fprintf(stderr, "%sout of memory\n", prefix);
+    ms_sb_free(&sb);
+}
+
+static void print_linev(const char *prefix, const char *fmt, va_list ap)
+{
+    char buf[4096];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    print_line(prefix, buf);
+}
+
 int ms_report_error(const ms_error *err)
 {
     char buf[MS_ERROR_PATH_MAX + MS_ERROR_MSG_MAX + 64];
     ms_error_format(err, buf, sizeof(buf));
-    fprintf(stderr, "mergescope: %s\n", buf);
+    print_line("mergescope: ", buf);
     return ms_error_exit_code(err);
 }
 
 int ms_die_usage(const char *fmt, ...)
 {
     va_list ap;
-    fputs("mergescope: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    print_linev("mergescope: ", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return MS_EXIT_USAGE;
 }
 
 void ms_warn(const char *fmt, ...)
 {
     va_list ap;
-    fputs("warning: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    print_linev("warning: ", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 void ms_common_resolve_opts(const ms_common *c, ms_resolve_opts *ro)

@@ -3,7 +3,9 @@
  * hands it argv from the command name on.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "mergescope/util.h"
@@ -31,11 +33,31 @@ static void usage(FILE *fp)
     fprintf(fp, "usage: mergescope COMMAND [OPTIONS] [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < MS_ARRAY_SIZE(commands); i++)
         fprintf(fp, "  %-14s %s\n", commands[i].name, commands[i].summary);
-    fprintf(fp, "\n'mergescope COMMAND --help' shows a command's options.\n");
+    fprintf(fp, "\n'mergescope COMMAND --help' shows a command's options.\n"
+                "An output never replaces an input unless --in-place is given"
+                " (the input is kept as INPUT.bak).\n");
+}
+
+/*
+ * Our workers are the parallelism; OpenBLAS threads on top of them only
+ * oversubscribe the cores, and under an address-space limit OpenBLAS's
+ * start-up threads can spin forever retrying their buffers. The thread
+ * count is read when the library loads, before main, so the first run sets
+ * it and starts again.
+ */
+static void single_threaded_blas(char **argv)
+{
+    if (getenv("OPENBLAS_NUM_THREADS"))
+        return;
+    if (setenv("OPENBLAS_NUM_THREADS", "1", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    /* no /proc: carry on with OpenBLAS's default */
 }
 
 int main(int argc, char **argv)
 {
+    single_threaded_blas(argv);
     if (argc < 2) {
         usage(stderr);
         return MS_EXIT_USAGE;
@@ -48,9 +70,22 @@ int main(int argc, char **argv)
         printf("mergescope %s\n", MS_VERSION);
         return MS_EXIT_OK;
     }
-    for (size_t i = 0; i < MS_ARRAY_SIZE(commands); i++)
-        if (!strcmp(argv[1], commands[i].name))
-            return commands[i].fn(argc - 1, argv + 1);
+    bool in_place = false;
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--in-place"))
+            in_place = true;
+        else
+            argv[n++] = argv[i];
+    }
+    argc = n;
+    argv[argc] = NULL;
+    for (size_t i = 0; i < MS_ARRAY_SIZE(commands); i++) {
+        if (strcmp(argv[1], commands[i].name))
+            continue;
+        int rc = ms_guard_outputs(argc - 1, argv + 1, in_place);
+        return rc ? rc : commands[i].fn(argc - 1, argv + 1);
+    }
     fprintf(stderr, "mergescope: '%s' is not a command\n", argv[1]);
     usage(stderr);
     return MS_EXIT_USAGE;

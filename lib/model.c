@@ -172,6 +172,42 @@ static char *arch_from_config(const cJSON *cfg)
     return NULL;
 }
 
+/* model_type must be a UTF-8 string and architectures a list of them, when
+ * present: they name the architecture, and a wrong type means a broken
+ * file, not an unknown model. */
+static ms_status config_string_ok(const cJSON *v, const char *key, const char *path,
+                                  ms_error *err)
+{
+    if (!cJSON_IsString(v) || !v->valuestring)
+        return ms_error_set(err, MS_ERR_FORMAT, path, -1, "'%s' must be a string", key);
+    if (!ms_utf8_valid((const uint8_t *)v->valuestring, strlen(v->valuestring), NULL))
+        return ms_error_set(err, MS_ERR_FORMAT, path, -1, "'%s' is not valid UTF-8", key);
+    return MS_OK;
+}
+
+static ms_status config_names_ok(const cJSON *cfg, const char *path, ms_error *err)
+{
+    const cJSON *txt = cJSON_GetObjectItemCaseSensitive(cfg, "text_config");
+    const cJSON *objs[2] = {cfg, cJSON_IsObject(txt) ? txt : NULL};
+    for (int i = 0; i < 2 && objs[i]; i++) {
+        const cJSON *mt = cJSON_GetObjectItemCaseSensitive(objs[i], "model_type");
+        const cJSON *ar = cJSON_GetObjectItemCaseSensitive(objs[i], "architectures");
+        ms_status st;
+        if (mt && !cJSON_IsNull(mt) && (st = config_string_ok(mt, "model_type", path, err)))
+            return st;
+        if (!ar || cJSON_IsNull(ar))
+            continue;
+        if (!cJSON_IsArray(ar))
+            return ms_error_set(err, MS_ERR_FORMAT, path, -1,
+                                "'architectures' must be a list of strings");
+        const cJSON *a;
+        cJSON_ArrayForEach(a, ar)
+            if ((st = config_string_ok(a, "architectures", path, err)))
+                return st;
+    }
+    return MS_OK;
+}
+
 static ms_status read_config(ms_model *m, const char *path, ms_error *err)
 {
     char *text = NULL;
@@ -179,12 +215,19 @@ static ms_status read_config(ms_model *m, const char *path, ms_error *err)
     ms_status st = ms_read_file(path, CONFIG_MAX, &text, &len, err);
     if (st)
         return st;
-    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    const char *end = NULL;
+    cJSON *cfg = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    int64_t where = cfg || !end ? 0 : (int64_t)(end - text);
     free(text);
+    if (!cfg)
+        return ms_error_set(err, MS_ERR_FORMAT, path, where, "invalid JSON");
     if (!cJSON_IsObject(cfg)) {
         cJSON_Delete(cfg);
-        return ms_error_set(err, MS_ERR_FORMAT, path, -1,
-                            "not a valid JSON object");
+        return ms_error_set(err, MS_ERR_FORMAT, path, 0, "not a JSON object");
+    }
+    if ((st = config_names_ok(cfg, path, err))) {
+        cJSON_Delete(cfg);
+        return st;
     }
     m->config = cfg;
     /* multimodal checkpoints keep the language model's sizes here */

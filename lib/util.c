@@ -217,6 +217,19 @@ void ms_map_willneed(const void *data, uint64_t len)
 
 /* ==== outputs ==== */
 
+/* The mode a replaced file keeps, or what a new file would get: 0666 less
+ * the umask (umask can only be read by setting it; outputs are opened
+ * before any worker thread starts). */
+static mode_t output_mode(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0)
+        return st.st_mode & 07777;
+    mode_t mask = umask(022);
+    umask(mask);
+    return 0666 & ~mask;
+}
+
 ms_status ms_outfile_open(ms_outfile *out, const char *path, ms_error *err)
 {
     memset(out, 0, sizeof(*out));
@@ -233,7 +246,7 @@ ms_status ms_outfile_open(ms_outfile *out, const char *path, ms_error *err)
         ms_sb_free(&sb);
         return ms_error_set(err, MS_ERR_IO, path, -1, "cannot create: %s", strerror(e));
     }
-    fchmod(fd, 0644);
+    fchmod(fd, output_mode(path));
     out->fp = fdopen(fd, "w");
     if (!out->fp) {
         int e = errno;
@@ -336,6 +349,71 @@ ms_status ms_read_file(const char *path, uint64_t max_size, char **out,
     ms_map_close(&map);
     *out = buf;
     return MS_OK;
+}
+
+/* ==== text ==== */
+
+size_t ms_utf8_seq(const uint8_t *s, size_t n)
+{
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (!n)
+        return 0;
+    uint8_t c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xE0) == 0xC0)
+        len = 2, cp = c & 0x1Fu;
+    else if ((c & 0xF0) == 0xE0)
+        len = 3, cp = c & 0x0Fu;
+    else if ((c & 0xF8) == 0xF0)
+        len = 4, cp = c & 0x07u;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[k] & 0x3Fu);
+    }
+    if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+bool ms_utf8_valid(const uint8_t *s, size_t n, size_t *bad)
+{
+    for (size_t i = 0; i < n;) {
+        size_t len = ms_utf8_seq(s + i, n - i);
+        if (!len) {
+            if (bad)
+                *bad = i;
+            return false;
+        }
+        i += len;
+    }
+    return true;
+}
+
+bool ms_sb_add_escaped(ms_sb *sb, const char *s, size_t n)
+{
+    const uint8_t *u = (const uint8_t *)s;
+    for (size_t i = 0; i < n;) {
+        size_t len = ms_utf8_seq(u + i, n - i);
+        bool ok;
+        if (len == 1 && (u[i] < 0x20 || u[i] == 0x7f))
+            ok = ms_sb_addf(sb, "\\x%02x", u[i]);
+        else if (len)
+            ok = ms_sb_addn(sb, s + i, len);
+        else
+            ok = ms_sb_addf(sb, "\\x%02x", u[i]);
+        if (!ok)
+            return false;
+        i += len ? len : 1;
+    }
+    return true;
 }
 
 /* ==== paths ==== */

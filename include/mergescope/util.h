@@ -101,6 +101,23 @@ ms_status ms_write_file_atomic(const char *path, const void *data, size_t len,
 ms_status ms_read_file(const char *path, uint64_t max_size, char **out,
                        size_t *len, ms_error *err);
 
+/* ---- text */
+/*
+ * Length of the well-formed UTF-8 sequence at s[0..n) (1 to 4), or 0 when
+ * the bytes there are not one: overlong forms, surrogates and code points
+ * above U+10FFFF are not well formed.
+ */
+size_t ms_utf8_seq(const uint8_t *s, size_t n);
+/* True when s[0..n) is well-formed UTF-8; *bad (may be NULL) gets the
+ * offset of the first byte that is not. */
+bool ms_utf8_valid(const uint8_t *s, size_t n, size_t *bad);
+/*
+ * Append s[0..n) to sb for a terminal: control characters and bytes that
+ * are not well-formed UTF-8 become \xNN, so text from a file can neither
+ * forge lines nor send escape sequences.
+ */
+bool ms_sb_add_escaped(ms_sb *sb, const char *s, size_t n);
+
 /* ---- paths */
 bool ms_path_is_dir(const char *path);
 bool ms_path_is_file(const char *path);
