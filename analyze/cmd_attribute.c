@@ -357,8 +357,10 @@ static int run(const ms_common *c, const attr_args *a, const char *const *names,
     if (!code) {
         if (rc)
             r->method = ms_strdup(rc->stage->method_name);
-        for (size_t i = 0; i < r->n_unmatched; i++)
+        for (size_t i = 0; i < r->n_unmatched && i < 10; i++)
             ms_warn("%s: not in every model, not attributed", r->unmatched[i].name);
+        if (r->n_unmatched > 10)
+            ms_warn("and %zu more tensors not attributed", r->n_unmatched - 10);
         if (r->n_ill_conditioned)
             ms_warn("%zu tensor fits are ill-conditioned (condition > %.0e)",
                     r->n_ill_conditioned, MS_FIT_ILL_CONDITION);

@@ -253,10 +253,13 @@ int cmd_compare(int argc, char **argv)
     if (st) {
         code = ms_report_error(&err);
     } else {
-        for (size_t i = 0; i < r->n_unmatched; i++)
+        /* the full list is in the table and the JSON */
+        for (size_t i = 0; i < r->n_unmatched && i < 10; i++)
             ms_warn("%s: %s in %s", r->unmatched[i].name,
                     reason_name(r->unmatched[i].reason),
                     r->models[r->unmatched[i].model]);
+        if (r->n_unmatched > 10)
+            ms_warn("and %zu more tensors not compared", r->n_unmatched - 10);
         cJSON *root = result_json(r, top);
         if (!root) {
             code = MS_EXIT_FAIL;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench_analyze.sh - compare, attribute and provenance against the raw-read
-# limit (C, 2 threads, same mapped files) and the numpy peer (peer_audit.py),
+# limit (C, 2 threads, same mapped files) and the numpy peers (peer_audit.py,
+# bench/peer_provenance.py),
 # all in the same run, on a tinyllama-size family.
 #
 #   bench/bench_analyze.sh BUILD_DIR [DATA_DIR]
