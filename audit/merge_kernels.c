@@ -144,8 +144,24 @@ void ms_cut_topk(ms_cut *c, uint64_t n, uint64_t k, const ms_select *t)
     c->need = k > greater ? k - greater : 0;
 }
 
-/* The strict comparisons vectorise; values equal to a cut are rare and
- * are settled in a second, ordered scalar loop (ties by index). */
+/* Elements equal to a cut value, in flat order, whose running positions
+ * start at first: all kept when [first, first + n) lies inside [lo, hi),
+ * none when it lies outside; otherwise the caller walks them in order. */
+static int eq_case(uint64_t first, uint64_t n, uint64_t lo, uint64_t hi)
+{
+    if (first >= lo && first + n <= hi)
+        return 1;
+    if (first + n <= lo || first >= hi)
+        return 0;
+    return -1;
+}
+
+/*
+ * The strict comparisons vectorise; values equal to a cut are settled in
+ * bulk when the whole run of them in this chunk is kept or dropped, and in
+ * an ordered scalar loop (ties by index) only in the chunk where the cut
+ * falls inside the run.
+ */
 void ms_cut_apply(ms_cut *c, const float *x, size_t n, uint8_t *keep)
 {
     if (c->mode == 0) {
@@ -159,14 +175,32 @@ void ms_cut_apply(ms_cut *c, const float *x, size_t n, uint8_t *keep)
     const uint32_t *u = (const uint32_t *)(const void *)x;
     /* locals: keep (uint8_t) could alias *c for the compiler */
     uint32_t a = c->a_bits, b = c->mode == 3 ? 0xffffffffu : c->b_bits;
-    uint32_t eq = 0;
+    uint64_t na = 0, nb = 0;
     for (size_t j = 0; j < n; j++) {
         uint32_t v = u[j] & 0x7fffffffu;
         keep[j] = (uint8_t)((v > a) & (v < b));
-        eq |= (uint32_t)((v == a) | (v == b));
+        na += v == a;
+        nb += (v == b) & (v != a);
     }
-    if (eq == 0)
+    if (na + nb == 0)
         return;
+    int ca, cb = 0;
+    if (c->mode == 3)
+        ca = eq_case(c->seen_a, na, 0, c->need);
+    else
+        ca = eq_case(c->a_below + c->seen_a, na, c->lo, c->hi);
+    if (nb)
+        cb = eq_case(c->b_below + c->seen_b, nb, 0, c->hi);
+    if (ca >= 0 && cb >= 0) {
+        uint8_t ka = (uint8_t)ca, kb = (uint8_t)cb;
+        for (size_t j = 0; j < n; j++) {
+            uint32_t v = u[j] & 0x7fffffffu;
+            keep[j] |= (uint8_t)(((v == a) & ka) | ((v == b) & (v != a) & kb));
+        }
+        c->seen_a += na;
+        c->seen_b += nb;
+        return;
+    }
     for (size_t j = 0; j < n; j++) {
         uint32_t v = u[j] & 0x7fffffffu;
         uint64_t pos;
