@@ -61,6 +61,7 @@ typedef struct au_task {
     /* pass 0 / 1 */
     double base_sq;
     float small_thr;
+    bool small_late;        /* small deltas counted in the selection pass */
     double *gram;           /* m * m, float64 */
     double *chunk_gram;     /* sampling: per read chunk, m * m */
     uint64_t zeros[AU_MAXIN], small[AU_MAXIN];

@@ -248,7 +248,7 @@ static void donor_counts(au_task *t, size_t i, const float *d, const float *x,
     size_t nn = (size_t)(nr * t->cols);
     uint64_t z = 0, sm = 0;
     double l1 = 0.0;
-    float thr = t->small_thr;
+    float thr = t->small_thr; /* < 0: counted in the selection pass */
     for (size_t off = 0; off < nn; off += 1024) {
         size_t end = nn - off < 1024 ? nn : off + 1024;
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -269,7 +269,7 @@ static void donor_counts(au_task *t, size_t i, const float *d, const float *x,
         l1 += (double)acc[0] + acc[1] + acc[2] + acc[3];
     }
     t->zeros[i] += z;
-    t->small[i] += sm;
+    t->small[i] += thr >= 0.0f ? sm : 0;
     t->l1[i] += l1;
     if (hist)
         ms_hist_hi_add(hist, d, nn);
@@ -489,9 +489,17 @@ static ms_status pass_select(ms_audit *a, au_task *t, au_worker *w, ms_error *er
         const float *s = stack(t, w, nn);
         uint64_t first = (uint64_t)row0 * (uint64_t)t->cols;
         for (size_t i = 0; i < n_in; i++) {
-            if ((int)i == t->base || !t->in[i].sparsify)
+            if ((int)i == t->base)
                 continue;
             const float *d = delta_of(t, w, s, i);
+            if (t->small_late) {
+                uint64_t sm = 0;
+                for (size_t j = 0; j < nn; j++)
+                    sm += fabsf(d[j]) < t->small_thr || d[j] == 0.0f;
+                t->small[i] += sm;
+            }
+            if (!t->in[i].sparsify)
+                continue;
             if (needs_hist(t, i)) {
                 for (int k = 0; k < t->n_sel[i]; k++)
                     ms_hist_lo_add(w->hist + (i * 2 + (size_t)k) * MS_HIST_BINS,
@@ -958,16 +966,27 @@ static ms_status task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
                              ms_error *err)
 {
     ms_status st;
-    if ((passes & AU_PASS_BASE) && t->base >= 0 && (st = pass_base(a, t, w, err)))
-        return st;
-    if (passes & AU_PASS_STATS) {
+    if (passes & AU_PASS_STATS)
         plan_selects(t);
-        if ((st = pass_stats(a, t, w, err)))
-            return st;
-    }
     bool need_sel = false;
     for (size_t i = 0; i < t->n_in; i++)
         need_sel |= t->in[i].sparsify && (t->n_sel[i] > 0 || is_random(t));
+    /* with a selection pass to come, the small-delta count (it needs the
+     * base's rms) moves there and the base-only pass is not needed */
+    t->small_late = need_sel && (passes & AU_PASS_STATS) && (passes & AU_PASS_SELECT) &&
+                    t->base >= 0;
+    if (t->small_late)
+        t->small_thr = -1.0f;
+    else if ((passes & AU_PASS_BASE) && t->base >= 0 && (st = pass_base(a, t, w, err)))
+        return st;
+    if (passes & AU_PASS_STATS) {
+        if ((st = pass_stats(a, t, w, err)))
+            return st;
+    }
+    if (t->small_late) {
+        double g00 = t->gram[0];
+        t->small_thr = t->n_elems_on ? (float)(1e-6 * sqrt(g00 / (double)t->n_elems_on)) : 0.0f;
+    }
     if ((passes & AU_PASS_SELECT) && need_sel && (st = pass_select(a, t, w, err)))
         return st;
     if (passes & AU_PASS_SELECT) {

@@ -7,7 +7,8 @@ donor2 abliterated, donor3 through a Q8_0 round trip, donor1 and donor4
 clean fine-tunes; recipes of every method gen_family writes), adds recipes
 for the methods it does not write (dare_linear, della_linear, breadcrumbs,
 breadcrumbs_ties), and runs ../shared/bench/ref_merge.py --shares on every
-recipe into OUTDIR/ref-METHOD.json. Run with Debian's /usr/bin/python3.
+recipe into OUTDIR/ref-METHOD.json, and ../shared/bench/peer_audit.py on base
+and donors into OUTDIR/peer.json. Run with Debian's /usr/bin/python3.
 """
 import os
 import subprocess
@@ -56,6 +57,10 @@ def main():
                         "--models-dir", fam, "--no-write",
                         "--shares", os.path.join(out, "ref-%s.json" % m)],
                        check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([py, os.path.join(bench, "peer_audit.py"), "--base", os.path.join(fam, "base")]
+                   + sum([["--donor", os.path.join(fam, "donor%d" % i)] for i in range(1, 5)], [])
+                   + ["--json", os.path.join(out, "peer.json"), "--quiet"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return 0
 
 
