@@ -616,42 +616,42 @@ Test(audit_ref, statistics_match_peer_audit, .timeout = 300)
     snprintf(pp, sizeof(pp), "%s/peer.json", dir);
     if (!ms_path_is_file(pp)) { /* made by an older audit_ref.py run */
         free(dir);
-        cr_skip_test("peer.json missing: remove %s/ref-breadcrumbs_ties.json to regenerate", dir);
+        cr_skip_test("peer.json missing: remove gen/audit-ref to regenerate it");
     }
     cJSON *peer = load_json(pp);
     /* task_arithmetic counts small deltas in a base-norm pass, ties in its
      * selection pass: both must agree with the peer */
     for (int m = 0; m < 2; m++) {
-    cJSON *au = run_audit(dir, m ? "ties" : "task_arithmetic", NULL, NULL);
-    const cJSON *ov = cJSON_GetObjectItem(peer, "overall");
-    const cJSON *tv = cJSON_GetObjectItem(ov, "task_vectors");
-    const char *names[] = {"fam/donor1", "fam/donor2", "fam/donor3", "fam/donor4"};
-    for (int i = 0; i < 4; i++) {
-        const cJSON *p = cJSON_GetArrayItem(tv, i), *d = donor(au, names[i]);
-        struct { const char *ours, *theirs; double tol; } f[] = {
-            {"tv_norm", "norm", 1e-6}, {"rel_norm", "rel_norm", 1e-7},
-            {"zero_frac", "zero_frac", 1e-12}, {"sparsity", "small_frac", 1e-12}};
-        for (int k = 0; k < 4; k++) {
-            double a = cJSON_GetObjectItem(d, f[k].ours)->valuedouble;
-            double b = cJSON_GetObjectItem(p, f[k].theirs)->valuedouble;
-            cr_assert(fabs(a - b) <= f[k].tol * fmax(1.0, fabs(b)), "%s %s: %.9g vs peer %.9g",
-                      names[i], f[k].ours, a, b);
+        cJSON *au = run_audit(dir, m ? "ties" : "task_arithmetic", NULL, NULL);
+        const cJSON *ov = cJSON_GetObjectItem(peer, "overall");
+        const cJSON *tv = cJSON_GetObjectItem(ov, "task_vectors");
+        const char *names[] = {"fam/donor1", "fam/donor2", "fam/donor3", "fam/donor4"};
+        for (int i = 0; i < 4; i++) {
+            const cJSON *p = cJSON_GetArrayItem(tv, i), *d = donor(au, names[i]);
+            struct { const char *ours, *theirs; double tol; } f[] = {
+                {"tv_norm", "norm", 1e-6}, {"rel_norm", "rel_norm", 1e-7},
+                {"zero_frac", "zero_frac", 1e-12}, {"sparsity", "small_frac", 1e-12}};
+            for (int k = 0; k < 4; k++) {
+                double a = cJSON_GetObjectItem(d, f[k].ours)->valuedouble;
+                double b = cJSON_GetObjectItem(p, f[k].theirs)->valuedouble;
+                cr_assert(fabs(a - b) <= f[k].tol * fmax(1.0, fabs(b)), "%s %s: %.9g vs peer %.9g",
+                          names[i], f[k].ours, a, b);
+            }
         }
-    }
-    const cJSON *cos = cJSON_GetObjectItem(ov, "tv_cosine");
-    const cJSON *conf = cJSON_GetObjectItem(ov, "sign_conflict"), *pr;
-    int n = 0;
-    cJSON_ArrayForEach(pr, cJSON_GetObjectItem(au, "pairs")) {
-        int ia = cJSON_GetObjectItem(pr, "a")->valuestring[9] - '1';
-        int ib = cJSON_GetObjectItem(pr, "b")->valuestring[9] - '1';
-        double c = cJSON_GetArrayItem(cJSON_GetArrayItem(cos, ia), ib)->valuedouble;
-        double s = cJSON_GetArrayItem(cJSON_GetArrayItem(conf, ia), ib)->valuedouble;
-        cr_assert(fabs(cJSON_GetObjectItem(pr, "cosine")->valuedouble - c) < 1e-6);
-        cr_assert(fabs(cJSON_GetObjectItem(pr, "sign_conflict")->valuedouble - s) < 1e-9);
-        n++;
-    }
-    cr_assert_eq(n, 6);
-    cJSON_Delete(au);
+        const cJSON *cos = cJSON_GetObjectItem(ov, "tv_cosine");
+        const cJSON *conf = cJSON_GetObjectItem(ov, "sign_conflict"), *pr;
+        int n = 0;
+        cJSON_ArrayForEach(pr, cJSON_GetObjectItem(au, "pairs")) {
+            int ia = cJSON_GetObjectItem(pr, "a")->valuestring[9] - '1';
+            int ib = cJSON_GetObjectItem(pr, "b")->valuestring[9] - '1';
+            double c = cJSON_GetArrayItem(cJSON_GetArrayItem(cos, ia), ib)->valuedouble;
+            double s = cJSON_GetArrayItem(cJSON_GetArrayItem(conf, ia), ib)->valuedouble;
+            cr_assert(fabs(cJSON_GetObjectItem(pr, "cosine")->valuedouble - c) < 1e-6);
+            cr_assert(fabs(cJSON_GetObjectItem(pr, "sign_conflict")->valuedouble - s) < 1e-9);
+            n++;
+        }
+        cr_assert_eq(n, 6);
+        cJSON_Delete(au);
     }
     cJSON_Delete(peer);
     free(dir);
