@@ -6,16 +6,18 @@
  *
  * How it runs: the recipe's plan gives, for every output tensor, its input
  * tensors (base and donors). Worker threads take whole tensors (largest
- * first) and visit their row chunks IN ORDER, in up to four passes: base
- * norm; statistics (Gram matrices by BLAS, sign counts, sparsity, magnitude
- * histograms, lattice tests, a 16-probe sketch for the stable rank);
- * selection (exact cut values, masked L1 norms); simulation (elementwise
- * merge, <c_i, M> and ||M||^2 in float64). Methods that are linear in the
- * inputs (linear, task_arithmetic without trimming or sign election, slerp,
- * nuslerp, model_stock, passthrough) are simulated from the Gram matrices
- * alone. Mapped pages are released as chunks pass, so memory is the
- * per-worker chunk buffers plus small per-tensor state. Results do not
- * depend on the thread count: each tensor is reduced on one worker and
+ * first) and visit their row chunks IN ORDER, in up to three passes:
+ * statistics (Gram matrices by BLAS, sign counts, sparsity, magnitude
+ * histograms, Q8_0 lattice tests, a 16-probe sketch for the stable rank of
+ * residual-stream matrices); selection (exact cut values, masked L1 norms,
+ * small-delta counts); simulation (elementwise merge, <c_i, M> and ||M||^2
+ * summed in float64). Without a selection pass a base-only pass first gives
+ * the base's rms for the small-delta threshold. Methods that are linear in
+ * the inputs (linear, task_arithmetic, slerp, nuslerp, model_stock,
+ * passthrough) are simulated from the Gram matrices alone. Mapped pages are
+ * dropped as chunks pass (tensors up to 96 MB: when the tensor is done), so
+ * memory is the per-worker buffers plus small per-tensor state. Results do
+ * not depend on the thread count: each tensor is reduced on one worker and
  * tensors are combined in plan order.
  *
  * DARE/DELLA draws come from a counter-based generator keyed by (--seed,
