@@ -196,8 +196,14 @@ typedef struct gram_ctx {
 static ms_status gram_chunk(void *vctx, const ms_stream_chunk *c, ms_error *err)
 {
     gram_ctx *ctx = vctx;
-    (void)err;
     size_t idx = ctx->first[c->slot] + (size_t)(c->row0 / ctx->rows[c->slot]);
+    /* each chunk index belongs to exactly one worker: no lock; allocated
+     * here and freed in gram_done so only slots in flight hold partials */
+    if (!ctx->partials[idx].g) {
+        ms_status st = ms_gram_init(&ctx->partials[idx], ctx->k, err);
+        if (st)
+            return st;
+    }
     ms_gram_add_chunk(&ctx->partials[idx], c->x,
                       (size_t)c->nrows * (size_t)c->n_cols, ctx->signs,
                       ctx->work + (size_t)c->worker * ctx->work_n);
@@ -209,7 +215,8 @@ static ms_status gram_done(void *vctx, size_t slot, ms_error *err)
     gram_ctx *ctx = vctx;
     (void)err;
     for (size_t p = ctx->first[slot]; p < ctx->first[slot + 1]; p++) {
-        ms_gram_add(&ctx->out[slot], &ctx->partials[p]);
+        if (ctx->partials[p].g)
+            ms_gram_add(&ctx->out[slot], &ctx->partials[p]);
         ms_gram_free(&ctx->partials[p]);
     }
     return MS_OK;
@@ -248,11 +255,6 @@ static ms_status gram_plan(gram_ctx *ctx, const ms_stream_job *job,
     ctx->partials = ms_zalloc_array(total ? total : 1, sizeof(ms_gram));
     if (!ctx->partials)
         return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
-    for (size_t p = 0; p < total; p++) {
-        ms_status st = ms_gram_init(&ctx->partials[p], job->k, err);
-        if (st)
-            return st;
-    }
     return MS_OK;
 }
 

@@ -42,7 +42,9 @@ typedef struct sketch_scratch {
 typedef struct sketch_ctx {
     uint64_t seed;
     const ms_tensor *const *slots;
-    double *partials;      /* (MS_SKETCH_DIM + 1) per chunk */
+    double **partials;     /* per chunk: SK_STRIDE doubles, allocated by
+                              the chunk's worker, freed in sketch_done */
+    size_t n_partials;
     size_t *first;         /* n_slots + 1 */
     int64_t *rows;
     double *slot_sk;       /* (MS_SKETCH_DIM + 1) per slot */
@@ -164,8 +166,13 @@ static ms_status sketch_chunk(void *vctx, const ms_stream_chunk *c, ms_error *er
     ms_status st = scratch_get(ctx, c->worker, kind, c->n_cols, &s, err);
     if (st)
         return st;
-    double *p = ctx->partials
-        + (ctx->first[c->slot] + (size_t)(c->row0 / ctx->rows[c->slot])) * SK_STRIDE;
+    size_t idx = ctx->first[c->slot] + (size_t)(c->row0 / ctx->rows[c->slot]);
+    if (!ctx->partials[idx]) {
+        ctx->partials[idx] = ms_zalloc_array(SK_STRIDE, sizeof(double));
+        if (!ctx->partials[idx])
+            return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
+    }
+    double *p = ctx->partials[idx];
     double sq = 0;
 #ifdef SKETCH_AVX2
     bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -195,9 +202,12 @@ static ms_status sketch_done(void *vctx, size_t slot, ms_error *err)
     sketch_ctx *ctx = vctx;
     (void)err;
     double *dst = ctx->slot_sk + slot * SK_STRIDE;
-    for (size_t p = ctx->first[slot]; p < ctx->first[slot + 1]; p++)
-        for (size_t i = 0; i < SK_STRIDE; i++)
-            dst[i] += ctx->partials[p * SK_STRIDE + i];
+    for (size_t p = ctx->first[slot]; p < ctx->first[slot + 1]; p++) {
+        for (size_t i = 0; ctx->partials[p] && i < SK_STRIDE; i++)
+            dst[i] += ctx->partials[p][i];
+        free(ctx->partials[p]);
+        ctx->partials[p] = NULL;
+    }
     return MS_OK;
 }
 
@@ -253,7 +263,8 @@ static ms_status plan_chunks(sketch_ctx *ctx, size_t n, const ms_stream_opts *op
             total += (size_t)((t->n_rows + r - 1) / r);
     }
     ctx->first[n] = total;
-    ctx->partials = ms_zalloc_array((total ? total : 1) * SK_STRIDE, sizeof(double));
+    ctx->n_partials = total;
+    ctx->partials = ms_zalloc_array(total ? total : 1, sizeof(double *));
     if (!ctx->partials)
         return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
     return MS_OK;
@@ -302,6 +313,8 @@ ms_status ms_sketch_model(const ms_model *m, const ms_stream_opts *opts,
         free(ctx.scr[w].t);
     }
     free(ctx.scr);
+    for (size_t p = 0; ctx.partials && p < ctx.n_partials; p++)
+        free(ctx.partials[p]);
     free(ctx.partials);
     free(ctx.first);
     free(ctx.rows);
