@@ -36,9 +36,10 @@ static inline uint64_t KCAT(hsum_i, KSUF)(KI v)
 
 /* Upper triangle of the Gram of k rows of b floats (b a multiple of RUN,
  * zero-padded) added to g. */
-static void KCAT(gram_block, KSUF)(double *g, size_t k, const float *w, size_t b)
+static void KCAT(gram_block, KSUF)(double *g, size_t k, const float *w, size_t b,
+                                   size_t first)
 {
-    for (size_t i = 0; i < k; i++) {
+    for (size_t i = first; i < k; i++) {
         const float *wi = w + i * b;
         for (size_t j = i; j < k; j++) {
             const float *wj = w + j * b;
@@ -180,7 +181,8 @@ static void KCAT(add_block, KSUF)(ms_gram *acc, const float *const *x,
         ps->identical += cnt;
         memset(wi + b, 0, (bp - b) * sizeof(float));
     }
-    KCAT(gram_block, KSUF)(acc->g, k, w, bp);
+    /* the attribute layout needs only the deltas' products */
+    KCAT(gram_block, KSUF)(acc->g, k, w, bp, signs ? 1 : 0);
     /* with signs (attribute: row 0 base, row 1 merged) only the merged
      * row's pairs are needed */
     for (size_t i = 1; i < (signs ? 2 : k); i++)

@@ -72,7 +72,9 @@ size_t ms_gram_pair_index(size_t k, size_t i, size_t j);
  * caller scratch of ms_gram_work_doubles(k) doubles. signs (the attribute
  * layout: row 0 base, row 1 merged): count the sign agreement of d_1 with
  * every other delta, and compute pair statistics only for the pairs
- * (0, j) and (1, j); the others stay zero.
+ * (0, j) and (1, j), and Gram entries only among the deltas (row 0's
+ * products stay zero: ms_gram_dot is then undefined, ms_gram_delta_dot
+ * against row 0 and ms_gram_dist2 are exact).
  */
 size_t ms_gram_work_doubles(size_t k);
 void ms_gram_add_chunk(ms_gram *a, const float *const *x, size_t n,
