@@ -46,10 +46,29 @@ static void fmt_share(char *buf, size_t cap, const ms_audit_figs *f)
         snprintf(buf, cap, "-");
 }
 
+/* The donor's worst sign conflict with another donor: "0.4053 donor2". */
+static void worst_conflict(const ms_audit_result *r, size_t d, char *buf, size_t cap)
+{
+    double worst = -1.0;
+    size_t with = 0;
+    for (size_t p = 0; p < r->n_pairs; p++) {
+        const ms_audit_pair *x = &r->pairs[p];
+        if (!x->has_conflict || (x->a != d && x->b != d) || x->sign_conflict <= worst)
+            continue;
+        worst = x->sign_conflict;
+        with = x->a == d ? x->b : x->a;
+    }
+    if (worst < 0.0)
+        snprintf(buf, cap, "-");
+    else
+        snprintf(buf, cap, "%.4f %s", worst, r->donors[with].name);
+}
+
 static void print_donors(const ms_audit_result *r)
 {
-    printf("%-28s %7s %9s %7s %7s %8s %8s %9s  %s\n", "donor", "share", "self_attn", "mlp",
-           "other", "rel_norm", "sparsity", "discarded", "fingerprints");
+    printf("%-28s %7s %9s %7s %7s %8s %8s %9s  %-22s %s\n", "donor", "share", "self_attn",
+           "mlp", "other", "rel_norm", "sparsity", "discarded", "worst_conflict",
+           "fingerprints");
     for (size_t d = 0; d < r->n_donors; d++) {
         const ms_audit_donor *x = &r->donors[d];
         char sh[32], f0[32], f1[32], f2[32], rn[32] = "-", sp[32] = "-", dc[32] = "-";
@@ -63,7 +82,10 @@ static void print_donors(const ms_audit_result *r)
         }
         if (x->has_discarded)
             snprintf(dc, sizeof(dc), "%.4f", x->discarded);
-        printf("%-28s %7s %9s %7s %7s %8s %8s %9s  ", x->name, sh, f0, f1, f2, rn, sp, dc);
+        char wc[128];
+        worst_conflict(r, d, wc, sizeof(wc));
+        printf("%-28s %7s %9s %7s %7s %8s %8s %9s  %-22s ", x->name, sh, f0, f1, f2, rn, sp, dc,
+               wc);
         if (x->n_fps == 0)
             printf("-");
         for (size_t i = 0; i < x->n_fps; i++)
