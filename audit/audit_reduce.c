@@ -250,12 +250,17 @@ static void fp_q8(ms_audit *a, size_t d, ms_audit_donor *x)
                 (double)t->q8_fit[i] >= 0.9 * (double)t->q8_tested[i] && (int)i != t->base)
                 fp_tensor(f, t->in[i].t->name);
     }
+    bool is_q8 = false; /* a Q8_0 GGUF given directly, not a dequantized copy */
+    for (size_t k = 0; k < a->n_tasks; k++)
+        for (size_t i = 0; i < a->tasks[k].n_in; i++)
+            is_q8 |= a->tasks[k].in[i].donor == d && a->tasks[k].in[i].t->dtype == MS_DTYPE_Q8_0;
     fp_evidence(f, "%llu of %llu 32-value blocks (%.2f%%) in %zu tensors lie exactly on a "
                 "Q8_0 lattice (one fp16 scale per block, integers |q| <= 127, then stored "
-                "as the file's dtype): the donor was dequantized from a Q8_0 GGUF; a "
-                "fine-tune leaves almost no block on such a lattice",
-                (unsigned long long)fit, (unsigned long long)tested,
-                100.0 * (double)fit / (double)tested, nt);
+                "as the file's dtype): %s; a fine-tune leaves almost no block on such a "
+                "lattice", (unsigned long long)fit, (unsigned long long)tested,
+                100.0 * (double)fit / (double)tested, nt,
+                is_q8 ? "the donor is a Q8_0 GGUF, merged from its dequantized values"
+                      : "the donor was dequantized from a Q8_0 GGUF");
 }
 
 static void fp_identical(ms_audit *a, size_t d, ms_audit_donor *x)
