@@ -23,6 +23,14 @@
 
 #define GRAM_BLOCK 16384
 
+/* The elementwise kernels are built twice, for AVX2 and the baseline; the
+ * loader picks one per CPU (the build itself targets baseline x86-64). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define AU_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define AU_HOT
+#endif
+
 /* =============================================================== workers */
 
 ms_status au_worker_init(au_worker *w, const ms_audit *a)
@@ -149,7 +157,7 @@ static uint64_t chunk_bytes(const au_task *t, int64_t nr, bool base_only)
 }
 
 /* Fill the stacked rows: [base; x_i - base] or the inputs themselves. */
-static float *stack(const au_task *t, au_worker *w, size_t nn)
+AU_HOT static float *stack(const au_task *t, au_worker *w, size_t nn)
 {
     if (t->base < 0)
         return w->x;
@@ -217,7 +225,7 @@ static ms_status pass_base(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
 
 /* ================================================================ pass 1 */
 
-static void pair_counts(au_task *t, const au_worker *w, const float *s, size_t nn)
+AU_HOT static void pair_counts(au_task *t, const au_worker *w, const float *s, size_t nn)
 {
     for (size_t i = 0; i < t->n_in; i++) {
         if ((int)i == t->base)
@@ -242,7 +250,7 @@ static void pair_counts(au_task *t, const au_worker *w, const float *s, size_t n
 /* Zeros, small deltas, L1 (float partial sums over short runs, summed in
  * float64), magnitude histogram, and the Q8_0 lattice test on every 16th
  * row (plenty of blocks for the fingerprint at a sixteenth of the cost). */
-static void donor_counts(au_task *t, size_t i, const float *d, const float *x,
+AU_HOT static void donor_counts(au_task *t, size_t i, const float *d, const float *x,
                          int64_t row0, int64_t nr, uint64_t *hist)
 {
     size_t nn = (size_t)(nr * t->cols);
@@ -546,7 +554,7 @@ typedef struct apply_ctx {
 
 /* sum_j a[j] * b[j]: float products summed in eight lanes over runs of
  * 256 (vectorises), the runs summed in float64. */
-static double dot64(const float *a, const float *b, size_t n)
+AU_HOT static double dot64(const float *a, const float *b, size_t n)
 {
     double s = 0.0;
     for (size_t off = 0; off < n; off += 256) {
@@ -571,7 +579,7 @@ static double dot64(const float *a, const float *b, size_t n)
  * weights (normalize), times lambda; M = (base + sum of parts) - base.
  * Elementwise loops over a block vectorise; the float64 sums follow.
  */
-static void gta_chunk(au_task *t, const apply_ctx *x, const float *b, size_t nn,
+AU_HOT static void gta_chunk(au_task *t, const apply_ctx *x, const float *b, size_t nn,
                       int r, double *dot, double *mm, bool main)
 {
     size_t k = x->k;
@@ -715,7 +723,7 @@ static void sce_weights(const au_task *t, apply_ctx *x)
 }
 
 /* Sign conflicts among elements both donors keep (NULL keep: all kept). */
-static void kept_pairs(au_task *t, const apply_ctx *x, size_t nn)
+AU_HOT static void kept_pairs(au_task *t, const apply_ctx *x, size_t nn)
 {
     for (size_t p = 0; p < x->k; p++)
         for (size_t q = p + 1; q < x->k; q++) {
@@ -733,7 +741,7 @@ static void kept_pairs(au_task *t, const apply_ctx *x, size_t nn)
 }
 
 /* ||delta||^2 and the part trimmed or dropped (float runs, float64 sums). */
-static void trim_energy(au_task *t, const apply_ctx *x, size_t nn)
+AU_HOT static void trim_energy(au_task *t, const apply_ctx *x, size_t nn)
 {
     for (size_t q = 0; q < x->k; q++) {
         const float *d = x->d[q];
