@@ -78,7 +78,7 @@ const char *an_fmt(char *buf, size_t cap, const char *fmt, double v)
     else
         snprintf(buf, cap, fmt, v);
     /* "-0.000000" (a tiny negative rounded away) reads as a sign error */
-    if (buf[0] == '-' && strspn(buf + 1, "0.") == strlen(buf + 1))
+    if (buf[0] == '-' && buf[1] && strspn(buf + 1, "0.") == strlen(buf + 1))
         memmove(buf, buf + 1, strlen(buf));
     return buf;
 }
