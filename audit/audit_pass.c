@@ -662,7 +662,6 @@ static void sce_chunk(au_task *t, const apply_ctx *x, const float *b, size_t nn,
                       double *dot, double *mm)
 {
     size_t k = x->k;
-    (void)t;
     for (size_t j = 0; j < nn; j++) {
         float sw = 0.0f, part[AU_MAXIN];
         for (size_t q = 0; q < k; q++)
@@ -674,6 +673,8 @@ static void sce_chunk(au_task *t, const apply_ctx *x, const float *b, size_t nn,
             bool m = pos ? dv > 0.0f : dv < 0.0f;
             part[q] = m ? x->w[q] * dv : 0.0f;
             den += m ? x->w[q] : 0.0f;
+            if (!m && dv != 0.0f) /* lost in the sign election */
+                t->disc_sign[x->idx[q]] += (double)dv * dv;
         }
         if (den < 1e-6f)
             den = 1e-6f;
