@@ -61,6 +61,9 @@ static cJSON *donor_json(const ms_audit_result *r, const ms_audit_donor *x)
         num_or_null(bf, ms_filter_name((ms_filter)f), x->by_filter[f].has_share,
                     x->by_filter[f].share);
     figs_tv(o, &x->all);
+    cJSON *tf = cJSON_AddObjectToObject(o, "tv_by_filter");
+    for (int f = 0; f < MS_FILTER_COUNT; f++)
+        figs_tv(cJSON_AddObjectToObject(tf, ms_filter_name((ms_filter)f)), &x->by_filter[f]);
     if (!x->all.has_tv)
         cJSON_AddStringToObject(o, "tv_note", x->is_base ? "this is the base"
                                                          : "no base model: no task vector");
@@ -90,6 +93,15 @@ static cJSON *tv_obj(const ms_audit_result *r, const ms_audit_figs *f)
     for (size_t d = 0; d < r->n_donors; d++)
         if (f[d].has_tv)
             cJSON_AddNumberToObject(o, r->donors[d].name, f[d].rel_norm);
+    return o;
+}
+
+static cJSON *sparsity_obj(const ms_audit_result *r, const ms_audit_figs *f)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (size_t d = 0; d < r->n_donors; d++)
+        if (f[d].has_tv)
+            cJSON_AddNumberToObject(o, r->donors[d].name, f[d].sparsity);
     return o;
 }
 
@@ -125,6 +137,7 @@ void ms_audit_to_json(const ms_audit *a, cJSON *obj)
         cJSON_AddNumberToObject(o, "layer", r->layers[l].layer);
         cJSON_AddItemToObject(o, "shares", shares_obj(r, r->layers[l].donors));
         cJSON_AddItemToObject(o, "rel_norm", tv_obj(r, r->layers[l].donors));
+        cJSON_AddItemToObject(o, "sparsity", sparsity_obj(r, r->layers[l].donors));
         cJSON_AddItemToArray(layers, o);
     }
     cJSON *tensors = cJSON_AddArrayToObject(obj, "tensors");

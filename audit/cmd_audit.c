@@ -168,6 +168,12 @@ static void print_result(const ms_audit_result *r)
         printf("%snote: %s\n", i ? "" : "\n", r->notes[i]);
 }
 
+/* With --json - stdout carries the JSON only. */
+static bool json_stdout(const audit_args *o)
+{
+    return o->c.json && strcmp(o->c.json, "-") == 0;
+}
+
 /* ==== --suggest ==== */
 
 static int parse_target(const char *spec, const ms_audit_result *r, double *target)
@@ -263,7 +269,7 @@ static int run_suggest(ms_audit *a, const ms_recipe *recipe, const audit_args *o
         st = ms_recipe_write(recipe, ch, nch, header, o->suggest, &err);
     if (!rc && st)
         rc = ms_report_error(&err);
-    if (!rc) {
+    if (!rc && !json_stdout(o)) {
         printf("\nsuggestion (%s, per %s): %s, %d simulations, largest deviation %.4f\n",
                o->target ? o->target : "equal", o->per ? o->per : "donor", o->suggest, iters,
                achieved);
@@ -271,6 +277,8 @@ static int run_suggest(ms_audit *a, const ms_recipe *recipe, const audit_args *o
         for (size_t d = 0; d < nd; d++)
             printf("  %-28s %7.4f %7.4f %7.4f %9.4f\n", r->donors[d].name, target[d],
                    r->donors[d].all.share, after[d], weights[d]);
+    }
+    if (!rc) {
         if (achieved > o->tol)
             ms_warn("the target was not reached within %g after %d simulations", o->tol, iters);
         cJSON *s = cJSON_AddObjectToObject(json, "suggestion");
@@ -338,7 +346,9 @@ static int audit_main(audit_args *o, const char *path)
     } else {
         cJSON *json = ms_json_result_new("audit");
         ms_audit_to_json(a, json);
-        print_result(ms_audit_get(a));
+        /* with --json - stdout carries the JSON only */
+        if (!json_stdout(o))
+            print_result(ms_audit_get(a));
         if (o->suggest)
             rc = run_suggest(a, recipe, o, json);
         if (!rc)
