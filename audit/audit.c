@@ -575,8 +575,10 @@ static void free_result(ms_audit_result *r)
     }
     free(r->donors);
     free(r->pairs);
-    for (size_t l = 0; l < r->n_layers; l++)
+    for (size_t l = 0; l < r->n_layers; l++) {
         free_figs_array(r->layers[l].donors);
+        free(r->layers[l].pairs);
+    }
     free(r->layers);
     for (size_t k = 0; k < r->n_tensors; k++) {
         free(r->tensors[k].donors);

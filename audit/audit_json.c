@@ -105,6 +105,22 @@ static cJSON *sparsity_obj(const ms_audit_result *r, const ms_audit_figs *f)
     return o;
 }
 
+static cJSON *pairs_json(const ms_audit_result *r, const ms_audit_pair *px, size_t n)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t p = 0; p < n; p++) {
+        const ms_audit_pair *x = &px[p];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "a", r->donors[x->a].name);
+        cJSON_AddStringToObject(o, "b", r->donors[x->b].name);
+        num_or_null(o, "cosine", x->has_cosine, x->cosine);
+        num_or_null(o, "sign_conflict", x->has_conflict, x->sign_conflict);
+        num_or_null(o, "ties_conflict", x->has_ties_conflict, x->ties_conflict);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
 void ms_audit_to_json(const ms_audit *a, cJSON *obj)
 {
     const ms_audit_result *r = &a->res;
@@ -120,17 +136,7 @@ void ms_audit_to_json(const ms_audit *a, cJSON *obj)
     cJSON *donors = cJSON_AddArrayToObject(obj, "donors");
     for (size_t d = 0; d < r->n_donors; d++)
         cJSON_AddItemToArray(donors, donor_json(r, &r->donors[d]));
-    cJSON *pairs = cJSON_AddArrayToObject(obj, "pairs");
-    for (size_t p = 0; p < r->n_pairs; p++) {
-        const ms_audit_pair *x = &r->pairs[p];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "a", r->donors[x->a].name);
-        cJSON_AddStringToObject(o, "b", r->donors[x->b].name);
-        num_or_null(o, "cosine", x->has_cosine, x->cosine);
-        num_or_null(o, "sign_conflict", x->has_conflict, x->sign_conflict);
-        num_or_null(o, "ties_conflict", x->has_ties_conflict, x->ties_conflict);
-        cJSON_AddItemToArray(pairs, o);
-    }
+    cJSON_AddItemToObject(obj, "pairs", pairs_json(r, r->pairs, r->n_pairs));
     cJSON *layers = cJSON_AddArrayToObject(obj, "layers");
     for (size_t l = 0; l < r->n_layers; l++) {
         cJSON *o = cJSON_CreateObject();
@@ -138,6 +144,11 @@ void ms_audit_to_json(const ms_audit *a, cJSON *obj)
         cJSON_AddItemToObject(o, "shares", shares_obj(r, r->layers[l].donors));
         cJSON_AddItemToObject(o, "rel_norm", tv_obj(r, r->layers[l].donors));
         cJSON_AddItemToObject(o, "sparsity", sparsity_obj(r, r->layers[l].donors));
+        cJSON *ld = cJSON_AddObjectToObject(o, "donors");
+        for (size_t d = 0; d < r->n_donors; d++)
+            if (r->layers[l].donors[d].has_tv)
+                figs_tv(cJSON_AddObjectToObject(ld, r->donors[d].name), &r->layers[l].donors[d]);
+        cJSON_AddItemToObject(o, "pairs", pairs_json(r, r->layers[l].pairs, r->layers[l].n_pairs));
         cJSON_AddItemToArray(layers, o);
     }
     cJSON *tensors = cJSON_AddArrayToObject(obj, "tensors");

@@ -430,18 +430,18 @@ static void fp_unrelated(ms_audit_donor *x)
 
 /* ================================================================ reduce */
 
-static void pairs(ms_audit *a)
+/* Pair figures pooled over the tensors of one output layer (layer < 0:
+ * all tensors): sums of Gram entries and sign counts first, then ratios.
+ * out: room for n_donors * (n_donors - 1) / 2 pairs; returns the count. */
+static size_t pool_pairs(const ms_audit *a, int layer, ms_audit_pair *out)
 {
-    size_t nd = a->n_donors;
-    a->res.pairs = calloc(nd * nd / 2 + 1, sizeof(ms_audit_pair));
-    if (!a->res.pairs)
-        return;
+    size_t nd = a->n_donors, n = 0;
     for (size_t p = 0; p < nd; p++)
         for (size_t q = p + 1; q < nd; q++) {
             double gpq = 0, gpp = 0, gqq = 0, nn = 0, opp = 0, knn = 0, kopp = 0;
             for (size_t k = 0; k < a->n_tasks; k++) {
                 const au_task *t = &a->tasks[k];
-                if (t->base < 0 || t->skipped)
+                if (t->base < 0 || t->skipped || (layer >= 0 && t->layer != layer))
                     continue;
                 int ip = -1, iq = -1;
                 for (size_t i = 0; i < t->n_in; i++) {
@@ -467,7 +467,7 @@ static void pairs(ms_audit *a)
                     kopp += (double)t->kept_opp[lo * t->n_in + hi];
                 }
             }
-            ms_audit_pair *x = &a->res.pairs[a->res.n_pairs++];
+            ms_audit_pair *x = &out[n++];
             x->a = p;
             x->b = q;
             x->has_cosine = gpp > 0 && gqq > 0;
@@ -477,6 +477,22 @@ static void pairs(ms_audit *a)
             x->has_ties_conflict = knn > 0 && a->sim == AU_APPLY;
             x->ties_conflict = knn > 0 ? kopp / knn : 0.0;
         }
+    return n;
+}
+
+static void pairs(ms_audit *a)
+{
+    size_t nd = a->n_donors, np = nd * nd / 2 + 1;
+    a->res.pairs = calloc(np, sizeof(ms_audit_pair));
+    if (!a->res.pairs)
+        return;
+    a->res.n_pairs = pool_pairs(a, -1, a->res.pairs);
+    for (size_t l = 0; l < a->res.n_layers; l++) {
+        ms_audit_layer *y = &a->res.layers[l];
+        y->pairs = calloc(np, sizeof(ms_audit_pair));
+        if (y->pairs)
+            y->n_pairs = pool_pairs(a, y->layer, y->pairs);
+    }
 }
 
 static void discarded(ms_audit *a, size_t d, ms_audit_donor *x)

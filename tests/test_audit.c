@@ -632,6 +632,69 @@ Test(audit_ref, same_result_with_one_or_two_threads, .timeout = 300)
     free(dir);
 }
 
+static const cJSON *layer_of(const cJSON *arr, int layer)
+{
+    const cJSON *l;
+    cJSON_ArrayForEach(l, arr)
+        if (cJSON_GetObjectItem(l, "layer")->valueint == layer)
+            return l;
+    return NULL;
+}
+
+/* Per-layer figures (pooled over the layer's tensors) against the peer's
+ * layers[]: task-vector norm, relative norm, cosine of the weights with the
+ * base's, pair cosine and sign conflict. The peer sums the weights' Gram in
+ * float32 per chunk, so its cosine to base is good to about 6e-7 here (a
+ * float64 numpy sum agrees with ours to 4e-10): 1e-6 still holds. */
+static void check_layers_vs_peer(const cJSON *peer, const cJSON *au)
+{
+    const char *names[] = {"fam/donor1", "fam/donor2", "fam/donor3", "fam/donor4"};
+    const cJSON *pl, *pr;
+    int nl = 0;
+    cJSON_ArrayForEach(pl, cJSON_GetObjectItem(peer, "layers")) {
+        int layer = cJSON_GetObjectItem(pl, "layer")->valueint;
+        const cJSON *ol = layer_of(cJSON_GetObjectItem(au, "layers"), layer);
+        cr_assert_not_null(ol, "layer %d missing", layer);
+        const cJSON *ld = cJSON_GetObjectItem(ol, "donors");
+        const cJSON *tv = cJSON_GetObjectItem(pl, "task_vectors");
+        const cJSON *mc = cJSON_GetArrayItem(cJSON_GetObjectItem(pl, "model_cosine"), 0);
+        for (int i = 0; i < 4; i++) {
+            const cJSON *d = cJSON_GetObjectItem(ld, names[i]);
+            cr_assert_not_null(d, "layer %d: %s missing", layer, names[i]);
+            const cJSON *p = cJSON_GetArrayItem(tv, i);
+            double got[] = {cJSON_GetObjectItem(d, "tv_norm")->valuedouble,
+                            cJSON_GetObjectItem(d, "rel_norm")->valuedouble,
+                            cJSON_GetObjectItem(d, "cos_to_base")->valuedouble,
+                            cJSON_GetObjectItem(d, "sparsity")->valuedouble};
+            double want[] = {cJSON_GetObjectItem(p, "norm")->valuedouble,
+                             cJSON_GetObjectItem(p, "rel_norm")->valuedouble,
+                             cJSON_GetArrayItem(mc, i + 1)->valuedouble,
+                             cJSON_GetObjectItem(p, "small_frac")->valuedouble};
+            for (int k = 0; k < 4; k++)
+                cr_assert(fabs(got[k] - want[k]) <= 1e-6 * fmax(1.0, fabs(want[k])),
+                          "layer %d %s figure %d: %.9g vs peer %.9g", layer, names[i], k,
+                          got[k], want[k]);
+        }
+        const cJSON *cos = cJSON_GetObjectItem(pl, "tv_cosine");
+        const cJSON *conf = cJSON_GetObjectItem(pl, "sign_conflict");
+        int n = 0;
+        cJSON_ArrayForEach(pr, cJSON_GetObjectItem(ol, "pairs")) {
+            int ia = cJSON_GetObjectItem(pr, "a")->valuestring[9] - '1';
+            int ib = cJSON_GetObjectItem(pr, "b")->valuestring[9] - '1';
+            double c = cJSON_GetArrayItem(cJSON_GetArrayItem(cos, ia), ib)->valuedouble;
+            double s = cJSON_GetArrayItem(cJSON_GetArrayItem(conf, ia), ib)->valuedouble;
+            cr_assert(fabs(cJSON_GetObjectItem(pr, "cosine")->valuedouble - c) < 1e-6,
+                      "layer %d pair %d-%d cosine", layer, ia, ib);
+            cr_assert(fabs(cJSON_GetObjectItem(pr, "sign_conflict")->valuedouble - s) < 1e-6,
+                      "layer %d pair %d-%d sign conflict", layer, ia, ib);
+            n++;
+        }
+        cr_assert_eq(n, 6, "layer %d: %d pairs", layer, n);
+        nl++;
+    }
+    cr_assert_gt(nl, 0, "the peer reports no layers");
+}
+
 /* Task-vector statistics against peer_audit.py (numpy, float64 sums). */
 Test(audit_ref, statistics_match_peer_audit, .timeout = 300)
 {
@@ -677,6 +740,7 @@ Test(audit_ref, statistics_match_peer_audit, .timeout = 300)
             n++;
         }
         cr_assert_eq(n, 6);
+        check_layers_vs_peer(peer, au);
         cJSON_Delete(au);
     }
     cJSON_Delete(peer);

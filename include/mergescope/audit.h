@@ -111,6 +111,8 @@ typedef struct ms_audit_pair {
 typedef struct ms_audit_layer {
     int layer;              /* output layer */
     ms_audit_figs *donors;  /* n_donors */
+    ms_audit_pair *pairs;   /* pooled over the layer's tensors (may be NULL) */
+    size_t n_pairs;
 } ms_audit_layer;
 
 typedef struct ms_audit_tensor {
