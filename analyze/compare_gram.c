@@ -160,22 +160,47 @@ size_t ms_gram_work_doubles(size_t k)
     return (k * GRAM_BLOCK + 1) / 2;
 }
 
+static void add_block(ms_gram *acc, const float *const *x, size_t off,
+                      size_t b, bool signs, float *w)
+{
+#ifdef MS_GRAM_AVX2
+    if (__builtin_cpu_supports("avx2")) {
+        add_block_v8(acc, x, off, b, signs, w);
+        return;
+    }
+#endif
+    add_block_v4(acc, x, off, b, signs, w);
+}
+
 void ms_gram_add_chunk(ms_gram *acc, const float *const *x, size_t n,
                        bool signs, double *work)
 {
     float *w = (float *)(void *)work;
-#ifdef MS_GRAM_AVX2
-    bool avx2 = __builtin_cpu_supports("avx2");
-#endif
     for (size_t off = 0; off < n; off += GRAM_BLOCK) {
         size_t b = n - off < GRAM_BLOCK ? n - off : GRAM_BLOCK;
-#ifdef MS_GRAM_AVX2
-        if (avx2) {
-            add_block_v8(acc, x, off, b, signs, w);
-            continue;
-        }
-#endif
-        add_block_v4(acc, x, off, b, signs, w);
+        add_block(acc, x, off, b, signs, w);
+    }
+    acc->n += n;
+}
+
+/*
+ * The same as ms_gram_add_chunk on c->x, block by block, but undecoded
+ * rows (a lazy stream) are decoded one block at a time into scratch (k x
+ * GRAM_BLOCK floats): the decode output stays in L1 for the kernel rather
+ * than a whole chunk going through L3 (decode and Gram were memory-bound
+ * on the chunk buffers). Same blocks, same values: same bits.
+ */
+static void add_stream_chunk(ms_gram *acc, const ms_stream_chunk *c,
+                             bool signs, double *work, float *scratch,
+                             const float **xb)
+{
+    float *w = (float *)(void *)work;
+    size_t n = (size_t)c->nrows * (size_t)c->n_cols;
+    for (size_t off = 0; off < n; off += GRAM_BLOCK) {
+        size_t b = n - off < GRAM_BLOCK ? n - off : GRAM_BLOCK;
+        for (size_t i = 0; i < c->k; i++)
+            xb[i] = ms_stream_chunk_elems(c, i, off, b, scratch + i * GRAM_BLOCK);
+        add_block(acc, xb, 0, b, signs, w);
     }
     acc->n += n;
 }
@@ -190,6 +215,8 @@ typedef struct gram_ctx {
     int64_t *rows;         /* rows per chunk per slot */
     double *work;          /* threads * work doubles */
     size_t work_n;
+    float *scratch;        /* threads * k * GRAM_BLOCK: lazy decode */
+    const float **xb;      /* threads * k block pointers */
     ms_gram *out;
 } gram_ctx;
 
@@ -204,9 +231,10 @@ static ms_status gram_chunk(void *vctx, const ms_stream_chunk *c, ms_error *err)
         if (st)
             return st;
     }
-    ms_gram_add_chunk(&ctx->partials[idx], c->x,
-                      (size_t)c->nrows * (size_t)c->n_cols, ctx->signs,
-                      ctx->work + (size_t)c->worker * ctx->work_n);
+    size_t wk = (size_t)c->worker;
+    add_stream_chunk(&ctx->partials[idx], c, ctx->signs,
+                     ctx->work + wk * ctx->work_n,
+                     ctx->scratch + wk * ctx->k * GRAM_BLOCK, ctx->xb + wk * ctx->k);
     return MS_OK;
 }
 
@@ -231,6 +259,8 @@ static void gram_ctx_free(gram_ctx *ctx, size_t n_partials)
     free(ctx->first);
     free(ctx->rows);
     free(ctx->work);
+    free(ctx->scratch);
+    free(ctx->xb);
 }
 
 static ms_status gram_plan(gram_ctx *ctx, const ms_stream_job *job,
@@ -289,12 +319,15 @@ ms_status ms_gram_run(const ms_stream_job *job, const ms_stream_opts *user,
     ctx.work_n = ms_gram_work_doubles(job->k);
     if (!st) {
         ctx.work = ms_alloc_array((size_t)threads * ctx.work_n, sizeof(double));
-        if (!ctx.work)
+        ctx.scratch = ms_alloc_array((size_t)threads * job->k,
+                                     GRAM_BLOCK * sizeof(float));
+        ctx.xb = ms_alloc_array((size_t)threads * job->k, sizeof(*ctx.xb));
+        if (!ctx.work || !ctx.scratch || !ctx.xb)
             st = ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
     }
     ctx.out = res;
     if (!st)
-        st = ms_stream_run(job, opts, gram_chunk, gram_done, &ctx, err);
+        st = ms_stream_run_lazy(job, opts, gram_chunk, gram_done, &ctx, err);
     gram_ctx_free(&ctx, n_partials);
     if (st) {
         for (size_t s = 0; s < job->n_slots; s++)

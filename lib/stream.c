@@ -7,11 +7,16 @@
  * only a few slots are ever in flight and the pages behind them are the
  * only parts of the models that are resident.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "mergescope/dtype.h"
+#include "mergescope/gguf.h"
+#include "mergescope/safetensors.h"
 #include "mergescope/stream.h"
 #include "mergescope/util.h"
 #include "mergescope/banned.h"
@@ -33,6 +38,7 @@ typedef struct stream_state {
     ms_stream_done_fn done_fn;
     void *ctx;
     int n_workers;
+    bool lazy;                 /* ms_stream_run_lazy */
 
     int64_t *rows_per_chunk;   /* per slot */
     uint64_t *chunks_left;     /* per slot: chunks not yet returned */
@@ -51,7 +57,9 @@ typedef struct worker {
     int index;
     float *buf;                /* k x stride floats, allocated once */
     size_t stride;             /* the largest chunk, in floats */
-    const float **x;           /* k pointers into buf */
+    const float **x;           /* k pointers into buf (NULL: lazy) */
+    const uint8_t **raw;       /* k: a lazy chunk's file bytes */
+    bool *touched;             /* k: the chunk touched model i's map */
     pthread_t thread;
 } worker;
 
@@ -266,6 +274,86 @@ static void fail(stream_state *st, ms_status code, const ms_error *e)
     pthread_mutex_unlock(&st->lock);
 }
 
+/* Bytes per element when t can be decoded in place from the map by
+ * ms_stream_chunk_elems (plain float, file order, no offset), else 0. */
+static size_t lazy_elem_bytes(const ms_tensor *t)
+{
+    size_t es;
+    if (!t->data || t->permute_heads != 0 || t->value_offset != 0.0f)
+        return 0;
+    switch (t->dtype) {
+    case MS_DTYPE_F32: es = 4; break;
+    case MS_DTYPE_F16:
+    case MS_DTYPE_BF16: es = 2; break;
+    default: return 0;
+    }
+    return t->row_bytes == (uint64_t)t->n_cols * es ? es : 0;
+}
+
+const float *ms_stream_chunk_elems(const ms_stream_chunk *c, size_t i,
+                                   size_t off, size_t n, float *scratch)
+{
+    if (c->x[i])
+        return c->x[i] + off;
+    const ms_tensor *t = c->tensors[i];
+    size_t es = lazy_elem_bytes(t);
+    const uint8_t *src = c->raw[i] + off * es;
+    (void)ms_dtype_to_f32(t->dtype, src, n, scratch); /* cannot fail: plain */
+    return scratch;
+}
+
+/* The mapped file holding t, when it has a descriptor to pread from. */
+static const ms_map *tensor_map(const ms_model *m, const ms_tensor *t)
+{
+    const ms_map *mp = NULL;
+    if (t->file_index < 0 || (size_t)t->file_index >= m->n_files)
+        return NULL;
+    if (m->st && m->st[t->file_index])
+        mp = &m->st[t->file_index]->map;
+    else if (m->gguf && m->gguf[t->file_index])
+        mp = &m->gguf[t->file_index]->map;
+    /* opened from memory: the map is zeroed (fd 0 is not ours) */
+    if (!mp || !mp->data || mp->fd < 0 || t->data < mp->data ||
+        t->nbytes > mp->size || (uint64_t)(t->data - mp->data) > mp->size - t->nbytes)
+        return NULL;
+    return mp;
+}
+
+/* Copy len bytes at off of fd into dst; false on any error or short file. */
+static bool pread_all(int fd, uint8_t *dst, uint64_t len, uint64_t off)
+{
+    while (len > 0) {
+        size_t want = len > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)len;
+        ssize_t got = pread(fd, dst, want, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return false;
+        dst += got;
+        off += (uint64_t)got;
+        len -= (uint64_t)got;
+    }
+    return true;
+}
+
+/* A lazy chunk of model i: its file bytes, copied into the worker's buffer
+ * (a chunk of <= 4-byte elements fits the float slot) or in the map.
+ * True when the map was touched and its pages need releasing. */
+static bool lazy_source(const stream_state *st, worker *w, size_t i,
+                        const ms_tensor *t, const work_item *it)
+{
+    uint64_t at = (uint64_t)it->row0 * t->row_bytes;
+    uint64_t len = (uint64_t)it->nrows * t->row_bytes;
+    const ms_map *mp = tensor_map(st->job->models[i], t);
+    uint8_t *dst = (uint8_t *)(w->buf + i * w->stride);
+    if (mp && pread_all(mp->fd, dst, len, (uint64_t)(t->data - mp->data) + at)) {
+        w->raw[i] = dst;
+        return false;
+    }
+    w->raw[i] = t->data + at;
+    return true;
+}
+
 static ms_status run_chunk(stream_state *st, worker *w, const work_item *it,
                            ms_error *e)
 {
@@ -273,21 +361,31 @@ static ms_status run_chunk(stream_state *st, worker *w, const work_item *it,
     const ms_tensor *const *ts = job->tensors + it->slot * job->k;
     ms_status rc = MS_OK;
     size_t i, n_read = 0;
-    for (i = 0; i < job->k && rc == MS_OK; i++, n_read++)
+    for (i = 0; i < job->k && rc == MS_OK; i++, n_read++) {
+        w->touched[i] = true;
+        w->raw[i] = NULL;
+        if (st->lazy && lazy_elem_bytes(ts[i])) {
+            w->x[i] = NULL; /* the callback decodes it block by block */
+            w->touched[i] = lazy_source(st, w, i, ts[i], it);
+            continue;
+        }
+        w->x[i] = w->buf + i * w->stride;
         rc = ms_model_read_rows(job->models[i], ts[i], it->row0, it->nrows,
                                 w->buf + i * w->stride, e);
+    }
     if (rc == MS_OK) {
         ms_stream_chunk c = {
             .slot = it->slot, .worker = w->index, .row0 = it->row0,
             .nrows = it->nrows, .n_cols = ts[0]->n_cols, .k = job->k,
-            .x = w->x,
+            .x = w->x, .tensors = ts, .raw = w->raw,
         };
         rc = st->fn(st->ctx, &c, e);
         if (rc != MS_OK && e->code == MS_OK)
             ms_error_set(e, rc, NULL, -1, "stream callback failed");
     }
     for (i = 0; i < n_read; i++)
-        ms_model_release_rows(job->models[i], ts[i], it->row0, it->nrows);
+        if (w->touched[i])
+            ms_model_release_rows(job->models[i], ts[i], it->row0, it->nrows);
     return rc;
 }
 
@@ -355,7 +453,9 @@ static ms_status start_workers(stream_state *st, worker *ws, size_t max_chunk,
         ws[i].stride = max_chunk;
         ws[i].buf = ms_alloc_array(per, sizeof(float));
         ws[i].x = ms_alloc_array(k, sizeof(*ws[i].x));
-        if (!ws[i].buf || !ws[i].x)
+        ws[i].raw = ms_alloc_array(k, sizeof(*ws[i].raw));
+        ws[i].touched = ms_alloc_array(k, sizeof(*ws[i].touched));
+        if (!ws[i].buf || !ws[i].x || !ws[i].raw || !ws[i].touched)
             return ms_error_set(err, MS_ERR_NOMEM, NULL, -1,
                                 "out of memory for %zu chunk floats", per);
         for (size_t j = 0; j < k; j++)
@@ -384,9 +484,9 @@ static void run_pool(stream_state *st, worker *ws)
         pthread_join(ws[i].thread, NULL);
 }
 
-ms_status ms_stream_run(const ms_stream_job *job, const ms_stream_opts *opts,
-                        ms_stream_fn fn, ms_stream_done_fn tensor_done,
-                        void *ctx, ms_error *err)
+static ms_status stream_run(const ms_stream_job *job, const ms_stream_opts *opts,
+                            ms_stream_fn fn, ms_stream_done_fn tensor_done,
+                            void *ctx, bool lazy, ms_error *err)
 {
     stream_state st;
     worker *ws = NULL;
@@ -404,6 +504,7 @@ ms_status ms_stream_run(const ms_stream_job *job, const ms_stream_opts *opts,
     st.fn = fn;
     st.done_fn = tensor_done;
     st.ctx = ctx;
+    st.lazy = lazy;
     st.rows_per_chunk = ms_alloc_array(job->n_slots ? job->n_slots : 1, sizeof(int64_t));
     st.chunks_left = ms_alloc_array(job->n_slots ? job->n_slots : 1, sizeof(uint64_t));
     if (!st.rows_per_chunk || !st.chunks_left) {
@@ -434,11 +535,27 @@ out:
     for (int i = 0; ws && i < st.n_workers; i++) {
         free(ws[i].buf);
         free(ws[i].x);
+        free(ws[i].raw);
+        free(ws[i].touched);
     }
     free(ws);
     free(st.rows_per_chunk);
     free(st.chunks_left);
     return rc;
+}
+
+ms_status ms_stream_run(const ms_stream_job *job, const ms_stream_opts *opts,
+                        ms_stream_fn fn, ms_stream_done_fn tensor_done,
+                        void *ctx, ms_error *err)
+{
+    return stream_run(job, opts, fn, tensor_done, ctx, false, err);
+}
+
+ms_status ms_stream_run_lazy(const ms_stream_job *job, const ms_stream_opts *opts,
+                             ms_stream_fn fn, ms_stream_done_fn tensor_done,
+                             void *ctx, ms_error *err)
+{
+    return stream_run(job, opts, fn, tensor_done, ctx, true, err);
 }
 
 /* ==== matching tensors across models ==== */

@@ -35,6 +35,7 @@
 #ifndef MERGESCOPE_STREAM_H
 #define MERGESCOPE_STREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,7 +48,13 @@ typedef struct ms_stream_chunk {
     int64_t row0, nrows;   /* rows of this chunk, in HF order */
     int64_t n_cols;
     size_t k;              /* number of models */
-    const float *const *x; /* k pointers, each nrows * n_cols floats */
+    const float *const *x; /* k pointers, each nrows * n_cols floats; with
+                              ms_stream_run_lazy an entry may be NULL (not decoded:
+                              read it with ms_stream_chunk_elems) */
+    const ms_tensor *const *tensors; /* the slot's k tensors */
+    const uint8_t *const *raw; /* k pointers: where ms_stream_chunk_elems
+                              reads an undecoded x[i]'s file bytes (rows
+                              [row0, row0 + nrows)), or NULL */
 } ms_stream_chunk;
 
 typedef ms_status (*ms_stream_fn)(void *ctx, const ms_stream_chunk *c, ms_error *err);
@@ -67,6 +74,13 @@ typedef struct ms_stream_opts {
                               threads are used to fit; MS_ERR_NOMEM when
                               even one row per model does not fit. */
 } ms_stream_opts;
+
+/* Elements [off, off + n) of model i's chunk (row-major within the chunk;
+ * off + n <= nrows x n_cols), as float32: x[i] + off when the stream
+ * decoded the chunk, else decoded into scratch (n floats, the caller's)
+ * and scratch returned. The values are the same either way. */
+const float *ms_stream_chunk_elems(const ms_stream_chunk *c, size_t i,
+                                   size_t off, size_t n, float *scratch);
 
 /* Models a worker's buffers are sized for under max_memory (a pair, as in
  * compare A B or quant): chunk_elems is at most max_memory / (4 x
@@ -92,6 +106,21 @@ typedef struct ms_stream_job {
 ms_status ms_stream_run(const ms_stream_job *job, const ms_stream_opts *opts,
                         ms_stream_fn fn, ms_stream_done_fn tensor_done,
                         void *ctx, ms_error *err);
+
+/*
+ * ms_stream_run for a callback that reads every x through
+ * ms_stream_chunk_elems: the stream leaves plain float tensors (F32, F16,
+ * BF16, in file order, no value offset) undecoded (x[i] NULL), so the
+ * callback decodes small blocks that stay in L1 instead of the stream
+ * writing a whole chunk that leaves L2 before it is read. The file bytes
+ * of such a chunk are copied with pread into the worker's buffer when the
+ * model has a file descriptor (no page faults, no page-table teardown),
+ * else read from the map. Everything else (chunking, prefetch, release of
+ * mapped pages, callbacks, errors) is as ms_stream_run.
+ */
+ms_status ms_stream_run_lazy(const ms_stream_job *job, const ms_stream_opts *opts,
+                             ms_stream_fn fn, ms_stream_done_fn tensor_done,
+                             void *ctx, ms_error *err);
 
 /*
  * Build the slots shared by k models: every tensor of models[0] whose
