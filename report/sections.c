@@ -80,7 +80,8 @@ static bool layer_index(const cJSON *l, double *v)
 }
 
 /*
- * A per-layer, per-donor value: layer[key][donor] (a map), or the element
+ * A per-layer, per-donor value: layer[key][donor] (a map), layer.donors
+ * {donor: {key: v}} (audit's per-layer task-vector figures), or the element
  * of layer.donors[] named donor, its key.
  */
 static bool layer_value(const cJSON *layer, const char *key, const char *donor, double *v)
@@ -88,6 +89,9 @@ static bool layer_value(const cJSON *layer, const char *key, const char *donor, 
     const cJSON *m = ms_rp_obj(layer, key), *e;
     if (m)
         return ms_rp_num(m, donor, v);
+    m = ms_rp_obj(layer, "donors");
+    if (m)
+        return ms_rp_num(ms_rp_obj(m, donor), key, v);
     cJSON_ArrayForEach(e, ms_rp_arr(layer, "donors")) {
         const char *n = ms_rp_str(e, "name");
         if (n && !strcmp(n, donor))
@@ -752,8 +756,9 @@ static void audit_suggestion(ms_rp_doc *d, const cJSON *sug, const cJSON *donors
 }
 
 /*
- * The audit has no per-layer cosine to the base: take it from a compare
- * result that has the base and the donors among its models.
+ * An audit result without per-layer cosine to the base (layers[].donors,
+ * older results): take it from a compare result that has the base and the
+ * donors among its models.
  */
 static void cosine_base_from_compare(ms_rp_ctx *c, const char *base, const names *dn)
 {

@@ -693,6 +693,99 @@ Test(report, real_chain_on_generated_demo)
     free(dir);
 }
 
+/* The values of a gnuplot .dat file (header line, then "label v1 v2 ..."):
+ * rows * cols numbers into v (at most cap); returns false on a short row. */
+static bool read_dat(const char *path, size_t rows, size_t cols, double *v)
+{
+    char *t = slurp(path);
+    if (!t)
+        return false;
+    char *line = strchr(t, '\n');
+    bool ok = line != NULL;
+    for (size_t r = 0; ok && r < rows; r++) {
+        char *e = line + 1;
+        strtod(e, &e); /* the layer label */
+        for (size_t c = 0; ok && c < cols; c++) {
+            char *end;
+            v[r * cols + c] = strtod(e, &end);
+            ok = end != e;
+            e = end;
+        }
+        line = strchr(e, '\n');
+        ok = ok && line;
+    }
+    free(t);
+    return ok;
+}
+
+/*
+ * A real audit result with per-layer figures (layers[].pairs, layers[].donors)
+ * alone: sign conflict per layer, one line per donor pair, and cosine to the
+ * base per layer per donor, drawn with the audit's own numbers.
+ */
+Test(report, audit_per_layer_plots_from_real_audit)
+{
+    char *recipe = ms_test_gen("demo/recipes/task_arithmetic.yml");
+    if (!ms_path_is_file(recipe)) {
+        free(recipe);
+        cr_skip_test("generated demo family is absent (run ms-fixtures)");
+    }
+    char *dir = ms_test_tmpdir();
+    char *aj = ms_path_join(dir, "audit.json"), *out_dir = ms_path_join(dir, "out");
+    const char *a1[] = {"audit", recipe, "--models-dir", MS_GEN_DIR, "--json", aj, "-q", NULL};
+    cr_assert_eq(ms_test_run(a1, NULL, NULL), 0);
+    const char *in[] = {aj};
+    char *out, *err;
+    cr_assert_eq(run_report(in, 1, out_dir, &out, &err), 0, "%s", err);
+    cJSON *j = load_json(aj);
+    const cJSON *layers = cJSON_GetObjectItem(j, "layers"), *l0 = cJSON_GetArrayItem(layers, 0);
+    size_t nl = (size_t)cJSON_GetArraySize(layers);
+    size_t np = (size_t)cJSON_GetArraySize(cJSON_GetObjectItem(l0, "pairs"));
+    cr_assert(nl >= 2 && np == 3, "demo audit: %zu layers, %zu pairs per layer", nl, np);
+    char *p = join3(out_dir, "/", "plots/");
+    char *sc = join3(p, "audit_sign_conflict", ".dat");
+    char *cb = join3(p, "audit_cosine_base_by_layer", ".dat");
+    double *v = calloc(nl * np, sizeof(double));
+    cr_assert(read_dat(sc, nl, np, v), "%s: not %zu layers x %zu pairs", sc, nl, np);
+    for (size_t r = 0; r < nl; r++)
+        for (size_t k = 0; k < np; k++) {
+            const cJSON *pr = cJSON_GetArrayItem(
+                cJSON_GetObjectItem(cJSON_GetArrayItem(layers, (int)r), "pairs"), (int)k);
+            cr_assert_float_eq(v[r * np + k], 100.0 * json_num(pr, "sign_conflict"), 1e-3,
+                               "layer %zu pair %zu", r, k);
+        }
+    const char *names[] = {"demo/donor1", "demo/donor2", "demo/donor3"};
+    cr_assert(read_dat(cb, nl, 3, v), "%s: not %zu layers x 3 donors", cb, nl);
+    for (size_t r = 0; r < nl; r++)
+        for (size_t k = 0; k < 3; k++) {
+            const cJSON *d = cJSON_GetObjectItem(
+                cJSON_GetObjectItem(cJSON_GetArrayItem(layers, (int)r), "donors"), names[k]);
+            cr_assert_float_eq(v[r * 3 + k], json_num(d, "cos_to_base"), 1e-5,
+                               "layer %zu %s", r, names[k]);
+        }
+    if (have_gnuplot()) {
+        cr_assert(exists(p, "audit_sign_conflict", ".png"));
+        cr_assert(exists(p, "audit_cosine_base_by_layer", ".png"));
+    }
+    char *md_path = join3(out_dir, "/", "report.md");
+    char *md = slurp(md_path);
+    cr_assert(md && strstr(md, "plots/audit_sign_conflict.png") &&
+              strstr(md, "plots/audit_cosine_base_by_layer.png"), "plots not in report.md");
+    free(md);
+    free(md_path);
+    free(v);
+    free(sc);
+    free(cb);
+    free(p);
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+    free(out_dir);
+    free(aj);
+    free(dir);
+    free(recipe);
+}
+
 /* ==== headless Chromium ==== */
 
 /* Screenshot url into png; true when chromium exited 0 and wrote it. */
