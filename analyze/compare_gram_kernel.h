@@ -61,6 +61,54 @@ static void KCAT(gram_block, KSUF)(double *g, size_t k, const float *w, size_t b
     }
 }
 
+/*
+ * gram_block for exactly three rows (compare of 3 models; attribute of a
+ * base, merged and 2 donors: 3 delta rows), in one pass over them: each
+ * row is loaded once for its 6 products instead of once per product. The
+ * lanes of the two accumulators of gram_block (a0: the first KW of every
+ * 2 KW elements, a1: the second) are independent sums, so they are run
+ * one after the other here, in the same order: the same bits.
+ */
+static void KCAT(gram3_block, KSUF)(double *g, size_t k, const float *w,
+                                    size_t b, size_t first)
+{
+    const float *r0 = w + first * b, *r1 = r0 + b, *r2 = r1 + b;
+    double s[6] = {0};
+    for (size_t e = 0; e < b; e += RUN) {
+        KV h[2][6];
+        for (size_t half = 0; half < 2; half++) {
+            KV a00 = {0}, a01 = {0}, a02 = {0}, a11 = {0}, a12 = {0}, a22 = {0};
+            for (size_t u = e + half * KW; u < e + RUN; u += 2 * KW) {
+                KV p, q, r;
+                KLOAD(p, r0 + u);
+                KLOAD(q, r1 + u);
+                KLOAD(r, r2 + u);
+                a00 += p * p;
+                a01 += p * q;
+                a02 += p * r;
+                a11 += q * q;
+                a12 += q * r;
+                a22 += r * r;
+            }
+            h[half][0] = a00;
+            h[half][1] = a01;
+            h[half][2] = a02;
+            h[half][3] = a11;
+            h[half][4] = a12;
+            h[half][5] = a22;
+        }
+        for (int p = 0; p < 6; p++)
+            s[p] += KCAT(hsum_d, KSUF)(h[0][p] + h[1][p]);
+    }
+    double *g0 = g + first * k + first, *g1 = g0 + k + 1, *g2 = g1 + k + 1;
+    g0[0] += s[0];
+    g0[1] += s[1];
+    g0[2] += s[2];
+    g1[0] += s[3];
+    g1[1] += s[4];
+    g2[0] += s[5];
+}
+
 /* max |x_i - x_j| and exact-equality count over n elements; two
  * independent accumulators keep the select chains short. */
 static void KCAT(pair_block, KSUF)(ms_pair_stats *ps, const float *xi,
@@ -182,7 +230,10 @@ static void KCAT(add_block, KSUF)(ms_gram *acc, const float *const *x,
         memset(wi + b, 0, (bp - b) * sizeof(float));
     }
     /* the attribute layout needs only the deltas' products */
-    KCAT(gram_block, KSUF)(acc->g, k, w, bp, signs ? 1 : 0);
+    if (k - (signs ? 1 : 0) == 3)
+        KCAT(gram3_block, KSUF)(acc->g, k, w, bp, signs ? 1 : 0);
+    else
+        KCAT(gram_block, KSUF)(acc->g, k, w, bp, signs ? 1 : 0);
     /* with signs (attribute: row 0 base, row 1 merged) only the merged
      * row's pairs are needed */
     for (size_t i = 1; i < (signs ? 2 : k); i++)
