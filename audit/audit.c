@@ -285,6 +285,44 @@ static ms_status build_tasks(ms_audit *a, ms_error *err)
     return st;
 }
 
+/*
+ * Elements per model per chunk: --chunk-elems (default 128 Ki), lowered so
+ * that one worker's buffers (MS_AUDIT_BUF_BYTES per element for each of the
+ * most inputs any tensor has) fit max_memory. The thread count plays no
+ * part, so results do not depend on it. A budget below one row per model
+ * of the widest tensor is MS_ERR_NOMEM, naming that tensor.
+ */
+static ms_status chunk_budget(ms_audit *a, ms_error *err)
+{
+    a->chunk_limit = a->opts.chunk_elems ? a->opts.chunk_elems : (size_t)128 << 10;
+    uint64_t mem = a->opts.max_memory;
+    if (!mem)
+        return MS_OK;
+    size_t n_in = 1;
+    const au_task *wide = NULL;
+    for (size_t i = 0; i < a->n_tasks; i++) {
+        const au_task *t = &a->tasks[i];
+        if (t->skipped)
+            continue;
+        n_in = t->n_in > n_in ? t->n_in : n_in;
+        if (!wide || t->in[0].t->n_cols > wide->in[0].t->n_cols)
+            wide = t;
+    }
+    uint64_t per_elem = (uint64_t)MS_AUDIT_BUF_BYTES * n_in;
+    uint64_t limit = mem / per_elem;
+    int64_t cols = wide ? wide->in[0].t->n_cols : 1;
+    if (limit < (uint64_t)(cols > 0 ? cols : 1))
+        return ms_error_set(err, MS_ERR_NOMEM, NULL, -1,
+                            "memory budget of %llu bytes is too small: one row of %s "
+                            "(%lld values) for each of %zu models needs %llu bytes of "
+                            "buffers", (unsigned long long)mem, wide ? wide->name : "?",
+                            (long long)cols, n_in,
+                            (unsigned long long)(per_elem * (uint64_t)(cols > 0 ? cols : 1)));
+    if (limit < a->chunk_limit)
+        a->chunk_limit = (size_t)limit;
+    return MS_OK;
+}
+
 /* Sizes, stacking, chunking and buffers of one task. */
 static ms_status setup_task(ms_audit *a, au_task *t, ms_error *err)
 {
@@ -307,7 +345,7 @@ static ms_status setup_task(ms_audit *a, au_task *t, ms_error *err)
         t->bytes += t->in[i].t->nbytes;
     }
     t->m = t->n_in;
-    size_t chunk = a->opts.chunk_elems ? a->opts.chunk_elems : (size_t)128 << 10;
+    size_t chunk = a->chunk_limit;
     t->rows_per_chunk = t->cols > 0 ? (int64_t)(chunk / (size_t)t->cols) : 1;
     if (t->rows_per_chunk < 1)
         t->rows_per_chunk = 1;
@@ -525,6 +563,8 @@ ms_status ms_audit_open(const ms_recipe *r, const ms_audit_opts *opts, ms_audit 
         return s;
     if ((s = build_tasks(a, err)))
         return s;
+    if ((s = chunk_budget(a, err)))
+        return s;
     for (size_t i = 0; i < a->n_tasks && !s; i++)
         if (!a->tasks[i].skipped)
             s = setup_task(a, &a->tasks[i], err);
@@ -621,6 +661,17 @@ void ms_audit_free(ms_audit *a)
 
 /* ================================================================ threads */
 
+/* Workers under --max-memory: as many as fit, at least one (the chunking
+ * already made one fit). */
+static int budget_threads(const ms_audit *a, int nt)
+{
+    uint64_t per = (uint64_t)MS_AUDIT_BUF_BYTES * (a->n_in_max ? a->n_in_max : 1) * a->cap;
+    if (!a->opts.max_memory || per == 0)
+        return nt;
+    uint64_t fit = a->opts.max_memory / per;
+    return fit < 1 ? 1 : fit < (uint64_t)nt ? (int)fit : nt;
+}
+
 typedef struct au_thread {
     ms_audit *a;
     int passes;
@@ -669,6 +720,7 @@ ms_status au_run_tasks(ms_audit *a, int passes, ms_error *err)
     int nt = a->opts.threads > 0 ? a->opts.threads : ms_cpu_count();
     if ((size_t)nt > a->n_tasks)
         nt = a->n_tasks ? (int)a->n_tasks : 1;
+    nt = budget_threads(a, nt);
     atomic_store(&a->next, 0);
     atomic_store(&a->stop, false);
     atomic_store(&a->done_bytes, 0);

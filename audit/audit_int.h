@@ -91,6 +91,7 @@ typedef struct au_task {
 
 typedef struct au_worker {
     size_t cap;             /* floats per buffer */
+    size_t n_in;            /* buffers (the most inputs of any tensor) */
     float *x;               /* n_in_max * cap */
     float *s;               /* n_in_max * cap (stacked) */
     uint8_t *keep;          /* n_in_max * cap */
@@ -118,6 +119,7 @@ struct ms_audit {
     size_t n_in_max;
     int64_t cols_max, rows_max;
     size_t cap;
+    size_t chunk_limit;     /* elements per model per chunk (budget applied) */
     int draws;              /* 1 + replicates for random methods */
     /* run state */
     int pass_mask;          /* which passes the current run does */

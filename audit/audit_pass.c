@@ -38,6 +38,7 @@ ms_status au_worker_init(au_worker *w, const ms_audit *a)
     memset(w, 0, sizeof(*w));
     size_t n = a->n_in_max ? a->n_in_max : 1;
     w->cap = a->cap;
+    w->n_in = n;
     w->x = ms_alloc_array(n * w->cap, sizeof(float));
     w->s = ms_alloc_array(n * w->cap, sizeof(float));
     w->keep = ms_alloc_array(n * w->cap, 1);
@@ -461,7 +462,7 @@ static ms_status della_probs(const au_task *t, au_worker *w, size_t i,
                              const float *d, int64_t nr)
 {
     if (!w->prob) {
-        w->prob = ms_alloc_array(w->cap * (size_t)AU_MAXIN, sizeof(float));
+        w->prob = ms_alloc_array(w->cap * w->n_in, sizeof(float));
         if (!w->prob)
             return MS_ERR_NOMEM;
     }

@@ -33,6 +33,7 @@ typedef struct audit_args {
     const char *suggest, *target, *per, *stage;
     double tol, sample;
     long seed, replicates, max_iter, chunk_elems;
+    int64_t max_memory;      /* bytes of --max-memory, 0: no limit */
     bool stats_only;
 } audit_args;
 
@@ -321,6 +322,7 @@ static int audit_main(audit_args *o, const char *path)
     ao.sample = o->sample;
     ao.stats_only = o->stats_only;
     ao.chunk_elems = (size_t)o->chunk_elems;
+    ao.max_memory = (uint64_t)o->max_memory;
     ao.stage = MS_RECIPE_NONE;
     ao.resolve = &ro;
     ao.progress = ms_progress_update;
@@ -402,6 +404,8 @@ int cmd_audit(int argc, char **argv)
         rc = ms_die_usage("--tolerance: expected a positive number");
     else if (o.stats_only && o.suggest)
         rc = ms_die_usage("--suggest needs the simulation (drop --stats-only)");
+    else if ((o.max_memory = ms_common_max_memory(&o.c)) < 0)
+        rc = ms_die_usage("bad --max-memory '%s' (e.g. 512M)", o.c.max_memory);
     else
         rc = audit_main(&o, pos.items[0]);
     free(pos.items);

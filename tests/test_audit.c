@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "testutil.h"
+#include "mergescope/audit.h"
 #include "mergescope/dtype.h"
 #include "mergescope/merge.h"
 #include "mergescope/util.h"
@@ -744,5 +745,60 @@ Test(audit_ref, statistics_match_peer_audit, .timeout = 300)
         cJSON_Delete(au);
     }
     cJSON_Delete(peer);
+    free(dir);
+}
+
+/*
+ * --max-memory: the workers' chunk buffers take MS_AUDIT_BUF_BYTES per
+ * element for each of the recipe's models (base + 4 donors here), so the
+ * smallest budget that fits is one row of the widest tensor (the
+ * intermediate size, from config.json) for each model. At that budget the
+ * audit reads one row per chunk, and every figure equals the unbudgeted
+ * audit's up to float32 rounding of the per-chunk Gram sums; a byte less is
+ * a one-line error, exit 1.
+ */
+Test(audit_ref, max_memory_small_budget_same_shares, .timeout = 300)
+{
+    char *dir = ref_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench is absent");
+    char cfg[1024];
+    snprintf(cfg, sizeof(cfg), "%s/fam/base/config.json", dir);
+    cJSON *c = load_json(cfg);
+    int hid = cJSON_GetObjectItem(c, "hidden_size")->valueint;
+    int ffn = cJSON_GetObjectItem(c, "intermediate_size")->valueint;
+    cJSON_Delete(c);
+    long fit = (long)MS_AUDIT_BUF_BYTES * 5 * (ffn > hid ? ffn : hid);
+    char opt[64];
+    const char *methods[] = {"ties", "della"};
+    const char *names[] = {"fam/donor1", "fam/donor2", "fam/donor3", "fam/donor4"};
+    for (int m = 0; m < 2; m++) {
+        cJSON *full = run_audit(dir, methods[m], NULL, NULL);
+        snprintf(opt, sizeof(opt), "--max-memory=%ld", fit);
+        cJSON *small = run_audit(dir, methods[m], opt, "--threads=2");
+        for (int i = 0; i < 4; i++) {
+            const cJSON *a = donor(full, names[i]), *b = donor(small, names[i]);
+            const char *keys[] = {"share", "tv_norm", "discarded"};
+            for (int k = 0; k < 3; k++) {
+                double x = cJSON_GetObjectItem(a, keys[k])->valuedouble;
+                double y = cJSON_GetObjectItem(b, keys[k])->valuedouble;
+                cr_assert(fabs(x - y) <= 1e-7 * fmax(1.0, fabs(x)), "%s %s %s: %.12g vs %.12g "
+                          "under %s", methods[m], names[i], keys[k], y, x, opt);
+            }
+        }
+        cJSON_Delete(full);
+        cJSON_Delete(small);
+    }
+    char recipe[1024], fam[1024];
+    snprintf(recipe, sizeof(recipe), "%s/fam/recipes/ties.yml", dir);
+    snprintf(fam, sizeof(fam), "%s/fam", dir);
+    snprintf(opt, sizeof(opt), "--max-memory=%ld", fit - 1);
+    const char *argv[] = {"audit", recipe, "--models-dir", fam, "-q", opt, NULL};
+    char *so = NULL, *se = NULL;
+    cr_assert_eq(ms_test_run(argv, &so, &se), 1, "stderr: %s", se);
+    cr_assert(strstr(se, "too small") && strchr(se, '\n') == se + strlen(se) - 1,
+              "one line naming the problem: %s", se);
+    free(so);
+    free(se);
     free(dir);
 }

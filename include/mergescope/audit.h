@@ -52,10 +52,22 @@
 
 #define MS_AUDIT_MAX_INPUTS 32   /* inputs of one output tensor */
 #define MS_AUDIT_SKETCH 16       /* random probes for the stable rank */
+/* Worker buffer bytes per model per chunk element: decoded values and
+ * deltas (float32 each), keep mask (1), DELLA drop probabilities (4). */
+#define MS_AUDIT_BUF_BYTES 13
 
 typedef struct ms_audit_opts {
     int threads;              /* <= 0: all cores */
     size_t chunk_elems;       /* 0: 128 Ki elements per model per chunk */
+    uint64_t max_memory;      /* bytes for the workers' chunk buffers
+                                 (threads x models x chunk x
+                                 MS_AUDIT_BUF_BYTES); 0: no limit. Chunks
+                                 shrink until one worker fits (never
+                                 depending on the thread count), then
+                                 fewer threads run; MS_ERR_NOMEM from
+                                 ms_audit_open when one row per model does
+                                 not fit. Per-tensor state, the stable-rank
+                                 sketch and mapped pages are not counted. */
     uint64_t seed;            /* DARE / DELLA draws */
     int replicates;           /* extra draws for intervals; < 0: 8 */
     double sample;            /* fraction of row chunks; 0 or >= 1: all */
