@@ -177,8 +177,10 @@ static void KCAT(add_block, KSUF)(ms_gram *acc, const float *const *x,
     size_t k = acc->k;
     size_t bp = (b + RUN - 1) / RUN * RUN;
     const float *x0 = x[0] + off;
-    memcpy(w, x0, b * sizeof(float));
-    memset(w + b, 0, (bp - b) * sizeof(float));
+    if (!signs) { /* with signs, row 0 (the base) is in no product */
+        memcpy(w, x0, b * sizeof(float));
+        memset(w + b, 0, (bp - b) * sizeof(float));
+    }
     KI absmask;
     for (int l = 0; l < KW; l++)
         absmask[l] = 0x7fffffff;
