@@ -35,7 +35,6 @@
 #ifndef MERGESCOPE_STREAM_H
 #define MERGESCOPE_STREAM_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,9 +47,10 @@ typedef struct ms_stream_chunk {
     int64_t row0, nrows;   /* rows of this chunk, in HF order */
     int64_t n_cols;
     size_t k;              /* number of models */
-    const float *const *x; /* k pointers, each nrows * n_cols floats; with
-                              ms_stream_run_lazy an entry may be NULL (not decoded:
-                              read it with ms_stream_chunk_elems) */
+    const float *const *x; /* k pointers, each nrows * n_cols floats;
+                              under ms_stream_run_lazy an entry may be
+                              NULL (not decoded: read it with
+                              ms_stream_chunk_elems) */
     const ms_tensor *const *tensors; /* the slot's k tensors */
     const uint8_t *const *raw; /* k pointers: where ms_stream_chunk_elems
                               reads an undecoded x[i]'s file bytes (rows
