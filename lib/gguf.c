@@ -218,13 +218,19 @@ static void free_value(ms_gguf_value *v)
 }
 
 /* A NUL-terminated copy of a name from the file; names with a NUL inside
- * would alias other names, so they are refused. */
+ * would alias other names, so they are refused, and so are names that are
+ * not UTF-8: keys and tensor names are matched, mapped and written to JSON
+ * as text (string values are kept as they are and escaped where shown). */
 static ms_status copy_name(cursor *c, uint64_t at, const ms_gguf_str *s, const char *what,
                            char **out)
 {
+    size_t bad = 0;
     if (memchr(s->ptr, '\0', (size_t)s->len))
         return ms_error_set(c->err, MS_ERR_FORMAT, c->path, (int64_t)at,
                             "%s contains a NUL byte", what);
+    if (!ms_utf8_valid((const uint8_t *)s->ptr, (size_t)s->len, &bad))
+        return ms_error_set(c->err, MS_ERR_FORMAT, c->path, (int64_t)(at + 8 + bad),
+                            "%s is not valid UTF-8", what);
     *out = ms_strndup(s->ptr, (size_t)s->len);
     if (!*out)
         return ms_error_set(c->err, MS_ERR_NOMEM, c->path, (int64_t)at, "out of memory");

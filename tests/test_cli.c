@@ -2,6 +2,7 @@
  * test_cli.c - what every command shares: dispatch, usage errors, outputs
  * that would replace inputs, and error lines that stay one line.
  */
+#define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,4 +170,47 @@ Test(cli, output_keeps_the_mode_of_the_file_it_replaces)
     free(model);
     free(json);
     free(dir);
+}
+
+/* A GGUF string value that is not UTF-8 is kept (llama.cpp keeps it) but
+ * never reaches the terminal or the JSON raw. */
+Test(cli, metadata_that_is_not_utf8_is_escaped)
+{
+    char *src = ms_test_shared("real-gguf/gguf/model-Q8_0.gguf");
+    if (!src)
+        cr_skip_test("../shared/fixtures is absent");
+    char *dir = ms_test_tmpdir();
+    char *path = ms_path_join(dir, "v.gguf"), *json = ms_path_join(dir, "v.json");
+    ms_error e;
+    ms_map map;
+    ms_error_clear(&e);
+    cr_assert_eq(ms_map_open(src, &map, &e), MS_OK);
+    unsigned char *d = malloc(map.size);
+    memcpy(d, map.data, map.size);
+    const char key[] = "general.architecture";
+    unsigned char *k = memmem(d, map.size, key, sizeof(key) - 1);
+    cr_assert_not_null(k);
+    unsigned char *v = memmem(k, map.size - (size_t)(k - d), "llama", 5);
+    cr_assert_not_null(v);
+    v[0] = 0xff;
+    cr_assert(ms_test_write(path, d, map.size));
+    ms_map_close(&map);
+    char *out, *err;
+    const char *argv[] = {"inspect", path, "--json", json, NULL};
+    cr_assert_eq(ms_test_run(argv, &out, &err), 0, "stderr: %s", err);
+    cr_assert(strstr(out, "\\xfflama"), "the value is shown escaped");
+    cr_assert_null(strchr(out, '\xff'), "a raw 0xff reached stdout");
+    char *text = slurp(json);
+    cr_assert(ms_utf8_valid((const uint8_t *)text, strlen(text), NULL), "JSON is not UTF-8");
+    free(text);
+    free(out);
+    free(err);
+    free(d);
+    unlink(path);
+    unlink(json);
+    rmdir(dir);
+    free(json);
+    free(path);
+    free(dir);
+    free(src);
 }

@@ -57,19 +57,15 @@ typedef struct corpus {
  * never excused. Remove an entry when its bug is fixed.
  */
 static const struct { const char *label, *owner; } KNOWN[] = {
-    {"UTF-8 in a tensor name (gguf)", "lib/gguf.c accepts tensor names that are not UTF-8"},
-    {"UTF-8 in a key (gguf)", "lib/gguf.c accepts keys that are not UTF-8"},
-    {"UTF-8 in a string value (gguf)", "lib/gguf.c accepts string values that are not UTF-8"},
-    {"config syntax", "lib/model.c: a config.json syntax error gives no offset"},
-    {"(wrong type)", "lib/model.c ignores config.json fields of the wrong type"},
-    {"(control chars)", "cli/common.c ms_report_error prints newlines and escapes from files"},
+    /* none open: add {label part, owner and bug} here, ending with NULLs */
+    {NULL, NULL},
 };
 
 static const char *known_bug(const char *label, const rb_result *r)
 {
     if (getenv("MS_ROBUST_STRICT") || r->sig || r->timed_out)
         return NULL;
-    for (size_t i = 0; i < sizeof(KNOWN) / sizeof(KNOWN[0]); i++)
+    for (size_t i = 0; KNOWN[i].label; i++)
         if (strstr(label, KNOWN[i].label))
             return KNOWN[i].owner;
     return NULL;
@@ -749,7 +745,8 @@ static void gguf_patches(corpus *c, const uint8_t *good, size_t n, const gwalk *
         {"bad UTF-8 in a tensor name (gguf)", GF_TNAME0, 0, 0xff, 1},
         {"overlong UTF-8 in a tensor name (gguf)", GF_TNAME0, 0, 0xc0, 1},
         {"bad UTF-8 in a key (gguf)", GF_KEY0, 2, 0xfe, 1},
-        {"bad UTF-8 in a string value (gguf)", GF_VSTR0, 2, 0xff, 1},
+        /* a string value that is not UTF-8 is kept and escaped where shown
+         * (tested in test_cli), as llama.cpp keeps it: no case here */
         {"0 dimensions", GF_NDIM, 0, 0, 4},
         {"5 dimensions", GF_NDIM, 0, 5, 4},
         {"2^32-1 dimensions", GF_NDIM, 0, 0xffffffffu, 4},
