@@ -415,7 +415,7 @@ ms_status ms_attribute_run(const ms_model *base, const ms_model *merged,
     res->has_intended = iw != NULL;
     if (!st) {
         ms_stream_job job = {models, rows, slots, n_slots};
-        st = ms_gram_run(&job, opts, base != NULL, &grams, err);
+        st = ms_gram_run(&job, opts, base ? MS_GRAM_SIGNS : 0, &grams, err);
     }
     if (!st)
         st = build_scopes(res, &r, grams, iw, slots, n_slots, rows, err);

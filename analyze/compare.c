@@ -179,7 +179,7 @@ ms_status ms_compare_run(const ms_model *const *models, size_t n,
         st = ms_analyze_add_undecodable(&r->unmatched, &r->n_unmatched, sk, n_sk, err);
     if (!st) {
         ms_stream_job job = {models, n, slots, n_slots};
-        st = ms_gram_run(&job, opts, false, &grams, err);
+        st = ms_gram_run(&job, opts, MS_GRAM_PAIRS, &grams, err);
     }
     if (!st)
         st = fill_tensors(r, grams, slots, n_slots, n, err);

@@ -161,24 +161,24 @@ size_t ms_gram_work_doubles(size_t k)
 }
 
 static void add_block(ms_gram *acc, const float *const *x, size_t off,
-                      size_t b, bool signs, float *w)
+                      size_t b, unsigned flags, float *w)
 {
 #ifdef MS_GRAM_AVX2
     if (__builtin_cpu_supports("avx2")) {
-        add_block_v8(acc, x, off, b, signs, w);
+        add_block_v8(acc, x, off, b, flags, w);
         return;
     }
 #endif
-    add_block_v4(acc, x, off, b, signs, w);
+    add_block_v4(acc, x, off, b, flags, w);
 }
 
 void ms_gram_add_chunk(ms_gram *acc, const float *const *x, size_t n,
-                       bool signs, double *work)
+                       unsigned flags, double *work)
 {
     float *w = (float *)(void *)work;
     for (size_t off = 0; off < n; off += GRAM_BLOCK) {
         size_t b = n - off < GRAM_BLOCK ? n - off : GRAM_BLOCK;
-        add_block(acc, x, off, b, signs, w);
+        add_block(acc, x, off, b, flags, w);
     }
     acc->n += n;
 }
@@ -191,7 +191,7 @@ void ms_gram_add_chunk(ms_gram *acc, const float *const *x, size_t n,
  * on the chunk buffers). Same blocks, same values: same bits.
  */
 static void add_stream_chunk(ms_gram *acc, const ms_stream_chunk *c,
-                             bool signs, double *work, float *scratch,
+                             unsigned flags, double *work, float *scratch,
                              const float **xb)
 {
     float *w = (float *)(void *)work;
@@ -200,7 +200,7 @@ static void add_stream_chunk(ms_gram *acc, const ms_stream_chunk *c,
         size_t b = n - off < GRAM_BLOCK ? n - off : GRAM_BLOCK;
         for (size_t i = 0; i < c->k; i++)
             xb[i] = ms_stream_chunk_elems(c, i, off, b, scratch + i * GRAM_BLOCK);
-        add_block(acc, xb, 0, b, signs, w);
+        add_block(acc, xb, 0, b, flags, w);
     }
     acc->n += n;
 }
@@ -209,7 +209,7 @@ static void add_stream_chunk(ms_gram *acc, const ms_stream_chunk *c,
 
 typedef struct gram_ctx {
     size_t k;
-    bool signs;
+    unsigned flags;
     ms_gram *partials;     /* all chunks of all slots */
     size_t *first;         /* n_slots + 1: partial index of a slot's chunk 0 */
     int64_t *rows;         /* rows per chunk per slot */
@@ -232,7 +232,7 @@ static ms_status gram_chunk(void *vctx, const ms_stream_chunk *c, ms_error *err)
             return st;
     }
     size_t wk = (size_t)c->worker;
-    add_stream_chunk(&ctx->partials[idx], c, ctx->signs,
+    add_stream_chunk(&ctx->partials[idx], c, ctx->flags,
                      ctx->work + wk * ctx->work_n,
                      ctx->scratch + wk * ctx->k * GRAM_BLOCK, ctx->xb + wk * ctx->k);
     return MS_OK;
@@ -289,7 +289,7 @@ static ms_status gram_plan(gram_ctx *ctx, const ms_stream_job *job,
 }
 
 ms_status ms_gram_run(const ms_stream_job *job, const ms_stream_opts *user,
-                      bool signs, ms_gram **out, ms_error *err)
+                      unsigned flags, ms_gram **out, ms_error *err)
 {
     /* chunks of 256 Ki elements per model keep a worker's k decoded rows
      * in L2/L3 between the decoder and this kernel (measured ~15% faster
@@ -304,7 +304,7 @@ ms_status ms_gram_run(const ms_stream_job *job, const ms_stream_opts *user,
     gram_ctx ctx;
     memset(&ctx, 0, sizeof(ctx));
     ctx.k = job->k;
-    ctx.signs = signs;
+    ctx.flags = flags;
     *out = NULL;
     size_t n_partials = 0;
     ms_gram *res = ms_zalloc_array(job->n_slots ? job->n_slots : 1, sizeof(ms_gram));

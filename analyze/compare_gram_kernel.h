@@ -169,82 +169,132 @@ static void KCAT(sign_block, KSUF)(ms_pair_stats *ps, const float *di,
     ps->sign_both += KCAT(hsum_i, KSUF)(both);
 }
 
-/* One block of b elements at offset off: deltas into w, then the Gram,
- * the pair and sign statistics. */
+/* Row i's deltas x_i - x_0 into wi (b elements), and from the same
+ * registers pair (0, i)'s max abs difference and equal count: x_i - x_0 is
+ * 0 exactly when x_i == x_0, for finite values. */
+static void KCAT(delta_pair_row, KSUF)(ms_pair_stats *ps, float *wi,
+                                       const float *xi, const float *x0,
+                                       size_t b)
+{
+    KI absmask, q0 = {0}, q1 = {0};
+    for (int l = 0; l < KW; l++)
+        absmask[l] = 0x7fffffff;
+    KV m0 = {0}, m1 = {0};
+    const KV zero = {0};
+    size_t e = 0;
+    for (; e + 2 * KW <= b; e += 2 * KW) {
+        KV a, c, d;
+        KI gt;
+        KLOAD(a, xi + e);
+        KLOAD(c, x0 + e);
+        a -= c;
+        memcpy(wi + e, &a, sizeof(a));
+        d = (KV)((KI)a & absmask);
+        gt = d > m0;                    /* false for NaN: ignored */
+        m0 = (KV)(((KI)d & gt) | ((KI)m0 & ~gt));
+        q0 -= a == zero;
+        KLOAD(a, xi + e + KW);
+        KLOAD(c, x0 + e + KW);
+        a -= c;
+        memcpy(wi + e + KW, &a, sizeof(a));
+        d = (KV)((KI)a & absmask);
+        gt = d > m1;
+        m1 = (KV)(((KI)d & gt) | ((KI)m1 & ~gt));
+        q1 -= a == zero;
+    }
+    float mx = (float)ps->max_abs;
+    for (int l = 0; l < KW; l++) {
+        float v = m0[l] > m1[l] ? m0[l] : m1[l];
+        mx = v > mx ? v : mx;
+    }
+    uint64_t cnt = KCAT(hsum_i, KSUF)(q0) + KCAT(hsum_i, KSUF)(q1);
+    for (; e < b; e++) {
+        wi[e] = xi[e] - x0[e];
+        float d = fabsf(wi[e]);
+        mx = d > mx ? d : mx;
+        cnt += xi[e] == x0[e];
+    }
+    ps->max_abs = mx;
+    ps->identical += cnt;
+}
+
+/* Row i's deltas into wi and, when w1 (row 1's deltas, already written)
+ * is given, their sign agreement with it, counted as sign_block does
+ * (NaN and 0 count as no sign) while the delta is still in a register:
+ * no second pass over the two rows. */
+static void KCAT(delta_sign_row, KSUF)(ms_pair_stats *ps, float *wi,
+                                       const float *xi, const float *x0,
+                                       const float *w1, size_t b)
+{
+    const KV zero = {0};
+    KI same = {0}, both = {0};
+    size_t e = 0;
+    for (; e + KW <= b; e += KW) {
+        KV a, c;
+        KLOAD(a, xi + e);
+        KLOAD(c, x0 + e);
+        a -= c;
+        memcpy(wi + e, &a, sizeof(a));
+        if (!w1)
+            continue;
+        KLOAD(c, w1 + e);
+        KI pa = a > zero, na = a < zero, pc = c > zero, nc = c < zero;
+        same -= (pa & pc) | (na & nc);
+        both -= (pa | na) & (pc | nc);
+    }
+    uint64_t ns = 0, nb = 0;
+    for (; e < b; e++) {
+        float a = wi[e] = xi[e] - x0[e];
+        if (!w1)
+            continue;
+        float c = w1[e];
+        ns += (a > 0 && c > 0) || (a < 0 && c < 0);
+        nb += (a > 0 || a < 0) && (c > 0 || c < 0);
+    }
+    if (w1) {
+        ps->sign_same += KCAT(hsum_i, KSUF)(same) + ns;
+        ps->sign_both += KCAT(hsum_i, KSUF)(both) + nb;
+    }
+}
+
+/* One block of b elements at offset off: deltas into w, then the Gram
+ * and, as flags ask, the pair and sign statistics. */
 static void KCAT(add_block, KSUF)(ms_gram *acc, const float *const *x,
-                                  size_t off, size_t b, bool signs, float *w)
+                                  size_t off, size_t b, unsigned flags,
+                                  float *w)
 {
     size_t k = acc->k;
     size_t bp = (b + RUN - 1) / RUN * RUN;
+    bool signs = (flags & MS_GRAM_SIGNS) != 0;
+    bool pairs = (flags & MS_GRAM_PAIRS) != 0;
     const float *x0 = x[0] + off;
     if (!signs) { /* with signs, row 0 (the base) is in no product */
         memcpy(w, x0, b * sizeof(float));
         memset(w + b, 0, (bp - b) * sizeof(float));
     }
-    KI absmask;
-    for (int l = 0; l < KW; l++)
-        absmask[l] = 0x7fffffff;
     for (size_t i = 1; i < k; i++) {
-        /* the deltas against x_0 are also pair (0, i)'s differences: its
-         * max and equal count come from the same registers (x_i - x_0 is
-         * 0 exactly when x_i == x_0, for finite values) */
-        const float *xi = x[i] + off;
         float *wi = w + i * bp;
-        KV m0 = {0}, m1 = {0};
-        KI q0 = {0}, q1 = {0};
-        const KV zero = {0};
-        size_t e = 0;
-        for (; e + 2 * KW <= b; e += 2 * KW) {
-            KV a, c, d;
-            KI gt;
-            KLOAD(a, xi + e);
-            KLOAD(c, x0 + e);
-            a -= c;
-            memcpy(wi + e, &a, sizeof(a));
-            d = (KV)((KI)a & absmask);
-            gt = d > m0;                /* false for NaN: ignored */
-            m0 = (KV)(((KI)d & gt) | ((KI)m0 & ~gt));
-            q0 -= a == zero;
-            KLOAD(a, xi + e + KW);
-            KLOAD(c, x0 + e + KW);
-            a -= c;
-            memcpy(wi + e + KW, &a, sizeof(a));
-            d = (KV)((KI)a & absmask);
-            gt = d > m1;
-            m1 = (KV)(((KI)d & gt) | ((KI)m1 & ~gt));
-            q1 -= a == zero;
-        }
-        ms_pair_stats *ps = &acc->pairs[ms_gram_pair_index(k, 0, i)];
-        float mx = (float)ps->max_abs;
-        for (int l = 0; l < KW; l++) {
-            float v = m0[l] > m1[l] ? m0[l] : m1[l];
-            mx = v > mx ? v : mx;
-        }
-        uint64_t cnt = KCAT(hsum_i, KSUF)(q0) + KCAT(hsum_i, KSUF)(q1);
-        for (; e < b; e++) {
-            wi[e] = xi[e] - x0[e];
-            float d = fabsf(wi[e]);
-            mx = d > mx ? d : mx;
-            cnt += xi[e] == x0[e];
-        }
-        ps->max_abs = mx;
-        ps->identical += cnt;
+        /* row 1 has no sign pair; the rows after it count against it */
+        ms_pair_stats *ps1 = i > 1 ? &acc->pairs[ms_gram_pair_index(k, 1, i)] : NULL;
+        const float *w1 = signs && i > 1 ? w + bp : NULL;
+        if (pairs)
+            KCAT(delta_pair_row, KSUF)(&acc->pairs[ms_gram_pair_index(k, 0, i)],
+                                       wi, x[i] + off, x0, b);
+        else
+            KCAT(delta_sign_row, KSUF)(ps1, wi, x[i] + off, x0, w1, b);
         memset(wi + b, 0, (bp - b) * sizeof(float));
+        if (pairs && w1)
+            KCAT(sign_block, KSUF)(ps1, wi, w1, bp);
     }
     /* the attribute layout needs only the deltas' products */
     if (k - (signs ? 1 : 0) == 3)
         KCAT(gram3_block, KSUF)(acc->g, k, w, bp, signs ? 1 : 0);
     else
         KCAT(gram_block, KSUF)(acc->g, k, w, bp, signs ? 1 : 0);
-    /* with signs (attribute: row 0 base, row 1 merged) only the merged
-     * row's pairs are needed */
-    for (size_t i = 1; i < (signs ? 2 : k); i++)
-        for (size_t j = i + 1; j < k; j++) {
-            ms_pair_stats *ps = &acc->pairs[ms_gram_pair_index(k, i, j)];
-            KCAT(pair_block, KSUF)(ps, x[i] + off, x[j] + off, b);
-            if (signs)
-                KCAT(sign_block, KSUF)(ps, w + i * bp, w + j * bp, bp);
-        }
+    for (size_t i = 1; pairs && i < k; i++)
+        for (size_t j = i + 1; j < k; j++)
+            KCAT(pair_block, KSUF)(&acc->pairs[ms_gram_pair_index(k, i, j)],
+                                   x[i] + off, x[j] + off, b);
 }
 
 #undef KV

@@ -262,7 +262,7 @@ static ms_status confirm_blend(ms_prov_layer *l, const ms_model *merged,
     }
     ms_gram *g = NULL, tot;
     ms_stream_job job = {mods, 3, sl, n};
-    ms_status st = n ? ms_gram_run(&job, opts, false, &g, err) : MS_OK;
+    ms_status st = n ? ms_gram_run(&job, opts, 0, &g, err) : MS_OK;
     if (!st && n && !(st = ms_gram_init(&tot, 3, err))) {
         for (size_t s = 0; s < n; s++)
             ms_gram_add(&tot, &g[s]);

@@ -238,3 +238,63 @@ Test(compare, gram_pair_index_is_dense)
                 cr_assert_eq(ms_gram_pair_index(k, i, j), want++);
     }
 }
+
+/* Element e of test vector i: a shared base plus per-row deltas of both
+ * signs, with exact zeros (x_i == x_0) at every seventh element. */
+static float flag_vec(size_t i, size_t e)
+{
+    float base = (float)((e * 37) % 101) / 50.0f - 1.0f;
+    if (i == 0 || e % 7 == 0)
+        return base;
+    return base + (float)((e * (i + 3) * 13) % 29) / 64.0f - 0.2f;
+}
+
+/* Each flag computes what it names and leaves the rest zero, against
+ * plain scalar loops; two blocks and a ragged tail. */
+Test(compare, gram_flags_compute_what_is_asked)
+{
+    enum { K = 4, N = 4096 + 1003 };
+    float *x[K];
+    for (size_t i = 0; i < K; i++) {
+        x[i] = malloc(N * sizeof(float));
+        for (size_t e = 0; e < N; e++)
+            x[i][e] = flag_vec(i, e);
+    }
+    double *work = malloc(ms_gram_work_doubles(K) * sizeof(double));
+    const unsigned flags[] = {0, MS_GRAM_PAIRS, MS_GRAM_SIGNS, MS_GRAM_PAIRS | MS_GRAM_SIGNS};
+    for (size_t f = 0; f < 4; f++) {
+        ms_gram g;
+        ms_error err;
+        cr_assert_eq(ms_gram_init(&g, K, &err), MS_OK);
+        ms_gram_add_chunk(&g, (const float *const *)x, N, flags[f], work);
+        bool pairs = flags[f] & MS_GRAM_PAIRS, signs = flags[f] & MS_GRAM_SIGNS;
+        for (size_t i = 0; i < K; i++)
+            for (size_t j = i + 1; j < K; j++) {
+                double mx = 0, dd = 0;
+                uint64_t same = 0, both = 0, eq = 0;
+                for (size_t e = 0; e < N; e++) {
+                    float di = x[i][e] - x[0][e], dj = x[j][e] - x[0][e];
+                    float d = fabsf(x[i][e] - x[j][e]);
+                    mx = d > mx ? d : mx;
+                    eq += x[i][e] == x[j][e];
+                    both += di != 0 && dj != 0;
+                    same += (di > 0 && dj > 0) || (di < 0 && dj < 0);
+                    dd += (double)di * dj;
+                }
+                const ms_pair_stats *ps = &g.pairs[ms_gram_pair_index(K, i, j)];
+                cr_assert_eq(ps->max_abs, pairs ? mx : 0.0, "flags %u (%zu,%zu)", flags[f], i, j);
+                cr_assert_eq(ps->identical, pairs ? eq : 0, "flags %u (%zu,%zu)", flags[f], i, j);
+                bool sg = signs && i == 1;
+                cr_assert_eq(ps->sign_same, sg ? same : 0, "flags %u (%zu,%zu)", flags[f], i, j);
+                cr_assert_eq(ps->sign_both, sg ? both : 0, "flags %u (%zu,%zu)", flags[f], i, j);
+                if (i > 0)
+                    cr_assert_float_eq(ms_gram_delta_dot(&g, 0, i, j), dd, 1e-6 * (1 + fabs(dd)),
+                                       "flags %u <d%zu, d%zu>", flags[f], i, j);
+            }
+        cr_assert_eq(g.n, (uint64_t)N);
+        ms_gram_free(&g);
+    }
+    free(work);
+    for (size_t i = 0; i < K; i++)
+        free(x[i]);
+}

@@ -11,9 +11,10 @@
  * -------------
  * compare and attribute share one reduction: for K aligned vectors x_0 ..
  * x_{K-1} (one tensor slot of K models), an ms_gram holds the Gram matrix of
- * [x_0, x_1 - x_0, ..., x_{K-1} - x_0] in float64, and per pair (i < j) the
- * max |x_i - x_j|, the count of exactly equal elements and, when asked, the
- * sign agreement of the deltas d_i = x_i - x_0, d_j = x_j - x_0. Distances
+ * [x_0, x_1 - x_0, ..., x_{K-1} - x_0] in float64 and, as the caller asks
+ * (MS_GRAM_* flags: each computes only what its command reads), per pair
+ * (i < j) the max |x_i - x_j| and the count of exactly equal elements, or
+ * the sign agreement of the deltas d_i = x_i - x_0, d_j = x_j - x_0. Distances
  * between near-identical models come from the deltas, never as the
  * difference of two large numbers. Products are summed in float32 over
  * runs of 256 elements (at most 32 products per float32 lane) and the
@@ -68,17 +69,29 @@ void ms_gram_add(ms_gram *a, const ms_gram *b);
 size_t ms_gram_pair_index(size_t k, size_t i, size_t j);
 
 /*
+ * What a Gram pass computes besides the Gram matrix (flags, OR-ed; 0 =
+ * the Gram alone, all of it):
+ * MS_GRAM_PAIRS  max |x_i - x_j| and the identical count of every pair.
+ * MS_GRAM_SIGNS  the attribute layout (row 0 base, row 1 merged): the sign
+ *                agreement of d_1 with every later delta, in pairs (1, j),
+ *                and Gram entries only among the deltas (row 0's products
+ *                stay zero: ms_gram_dot is then undefined, ms_gram_delta_dot
+ *                against row 0 and ms_gram_dist2 are exact).
+ * Fields not asked for stay zero. MS_GRAM_SIGNS is 1 so that a caller of
+ * the former bool signs = true still gets what attribute used.
+ */
+enum {
+    MS_GRAM_SIGNS = 1u << 0,
+    MS_GRAM_PAIRS = 1u << 1
+};
+
+/*
  * Add n elements of k aligned float32 vectors x[0..k) to a. work is
- * caller scratch of ms_gram_work_doubles(k) doubles. signs (the attribute
- * layout: row 0 base, row 1 merged): count the sign agreement of d_1 with
- * every other delta, and compute pair statistics only for the pairs
- * (0, j) and (1, j), and Gram entries only among the deltas (row 0's
- * products stay zero: ms_gram_dot is then undefined, ms_gram_delta_dot
- * against row 0 and ms_gram_dist2 are exact).
+ * caller scratch of ms_gram_work_doubles(k) doubles. flags: MS_GRAM_*.
  */
 size_t ms_gram_work_doubles(size_t k);
 void ms_gram_add_chunk(ms_gram *a, const float *const *x, size_t n,
-                       bool signs, double *work);
+                       unsigned flags, double *work);
 
 /* <x_i, x_j> (raw inner product). */
 double ms_gram_dot(const ms_gram *a, size_t i, size_t j);
@@ -91,10 +104,10 @@ double ms_gram_dist2(const ms_gram *a, size_t i, size_t j);
 /*
  * One pass over the slots of job (see stream.h): out[s] receives slot s's
  * Gram (out is n_slots accumulators, initialised here; free each with
- * ms_gram_free and the array with free()). signs as for add_chunk.
+ * ms_gram_free and the array with free()). flags as for add_chunk.
  */
 ms_status ms_gram_run(const ms_stream_job *job, const ms_stream_opts *opts,
-                      bool signs, ms_gram **out, ms_error *err);
+                      unsigned flags, ms_gram **out, ms_error *err);
 
 /* ================================================================ scopes */
 
