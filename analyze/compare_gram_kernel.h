@@ -109,6 +109,72 @@ static void KCAT(gram3_block, KSUF)(double *g, size_t k, const float *w,
     g2[0] += s[5];
 }
 
+/*
+ * Attribute with two donors (k = 4, MS_GRAM_SIGNS alone, b a multiple of
+ * RUN): the deltas of rows 1..3 against row 0 are formed in registers and
+ * used at once for gram3_block's six products, in its lanes and order (the
+ * same float32 values: the same bits), and for the sign counts of pairs
+ * (1, 2) and (1, 3); nothing goes through the w rows.
+ */
+static void KCAT(attr4_block, KSUF)(ms_gram *acc, const float *const *x,
+                                    size_t off, size_t b)
+{
+    const float *r0 = x[0] + off, *r1 = x[1] + off, *r2 = x[2] + off,
+                *r3 = x[3] + off;
+    const KV zero = {0};
+    KI same2 = {0}, both2 = {0}, same3 = {0}, both3 = {0};
+    double s[6] = {0};
+    for (size_t e = 0; e < b; e += RUN) {
+        KV h[2][6];
+        for (size_t half = 0; half < 2; half++) {
+            KV a00 = {0}, a01 = {0}, a02 = {0}, a11 = {0}, a12 = {0}, a22 = {0};
+            for (size_t u = e + half * KW; u < e + RUN; u += 2 * KW) {
+                KV z, p, q, r;
+                KLOAD(z, r0 + u);
+                KLOAD(p, r1 + u);
+                KLOAD(q, r2 + u);
+                KLOAD(r, r3 + u);
+                p -= z;
+                q -= z;
+                r -= z;
+                a00 += p * p;
+                a01 += p * q;
+                a02 += p * r;
+                a11 += q * q;
+                a12 += q * r;
+                a22 += r * r;
+                KI pp = p > zero, pn = p < zero, qp = q > zero, qn = q < zero;
+                KI rp = r > zero, rn = r < zero, pz = pp | pn;
+                same2 -= (pp & qp) | (pn & qn);
+                both2 -= pz & (qp | qn);
+                same3 -= (pp & rp) | (pn & rn);
+                both3 -= pz & (rp | rn);
+            }
+            h[half][0] = a00;
+            h[half][1] = a01;
+            h[half][2] = a02;
+            h[half][3] = a11;
+            h[half][4] = a12;
+            h[half][5] = a22;
+        }
+        for (int p = 0; p < 6; p++)
+            s[p] += KCAT(hsum_d, KSUF)(h[0][p] + h[1][p]);
+    }
+    double *g1 = acc->g + 5, *g2 = g1 + 5, *g3 = g2 + 5; /* k = 4: (1,1) .. */
+    g1[0] += s[0];
+    g1[1] += s[1];
+    g1[2] += s[2];
+    g2[0] += s[3];
+    g2[1] += s[4];
+    g3[0] += s[5];
+    ms_pair_stats *p12 = &acc->pairs[ms_gram_pair_index(4, 1, 2)];
+    ms_pair_stats *p13 = &acc->pairs[ms_gram_pair_index(4, 1, 3)];
+    p12->sign_same += KCAT(hsum_i, KSUF)(same2);
+    p12->sign_both += KCAT(hsum_i, KSUF)(both2);
+    p13->sign_same += KCAT(hsum_i, KSUF)(same3);
+    p13->sign_both += KCAT(hsum_i, KSUF)(both3);
+}
+
 /* max |x_i - x_j| and exact-equality count over n elements; two
  * independent accumulators keep the select chains short. */
 static void KCAT(pair_block, KSUF)(ms_pair_stats *ps, const float *xi,
@@ -267,6 +333,10 @@ static void KCAT(add_block, KSUF)(ms_gram *acc, const float *const *x,
     size_t bp = (b + RUN - 1) / RUN * RUN;
     bool signs = (flags & MS_GRAM_SIGNS) != 0;
     bool pairs = (flags & MS_GRAM_PAIRS) != 0;
+    if (signs && !pairs && k == 4 && b % RUN == 0) {
+        KCAT(attr4_block, KSUF)(acc, x, off, b);
+        return;
+    }
     const float *x0 = x[0] + off;
     if (!signs) { /* with signs, row 0 (the base) is in no product */
         memcpy(w, x0, b * sizeof(float));

@@ -261,6 +261,7 @@ Test(compare, gram_flags_compute_what_is_asked)
             x[i][e] = flag_vec(i, e);
     }
     double *work = malloc(ms_gram_work_doubles(K) * sizeof(double));
+    double delta_g[4][K * K];
     const unsigned flags[] = {0, MS_GRAM_PAIRS, MS_GRAM_SIGNS, MS_GRAM_PAIRS | MS_GRAM_SIGNS};
     for (size_t f = 0; f < 4; f++) {
         ms_gram g;
@@ -292,8 +293,18 @@ Test(compare, gram_flags_compute_what_is_asked)
                                        "flags %u <d%zu, d%zu>", flags[f], i, j);
             }
         cr_assert_eq(g.n, (uint64_t)N);
+        for (size_t i = 1; i < K; i++)
+            for (size_t j = 1; j < K; j++)
+                delta_g[f][i * K + j] = ms_gram_delta_dot(&g, 0, i, j);
         ms_gram_free(&g);
     }
+    /* the delta products are the same bits whichever flags (attribute
+     * alone forms them in registers, the others through the w rows) */
+    for (size_t f = 1; f < 4; f++)
+        for (size_t i = 1; i < K; i++)
+            for (size_t j = 1; j < K; j++)
+                cr_assert(memcmp(&delta_g[f][i * K + j], &delta_g[0][i * K + j],
+                                 sizeof(double)) == 0, "flags %u <d%zu, d%zu>", flags[f], i, j);
     free(work);
     for (size_t i = 0; i < K; i++)
         free(x[i]);
