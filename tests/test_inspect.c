@@ -285,8 +285,8 @@ static void write_odd_gguf(const char *path)
     put_u64(&b, 2);
     put_u32(&b, 0);
     put_u64(&b, 0);
-    /* a tensor name that is neither printable nor UTF-8 */
-    put_bytes(&b, "x\x02\xfe.weight", 10);
+    /* a tensor name with a control character (names must be UTF-8) */
+    put_bytes(&b, "x\x02\xc3\xa9.weight", 11);
     put_u32(&b, 1);
     put_u64(&b, 8);
     put_u32(&b, 0);
@@ -310,7 +310,7 @@ Test(inspect, metadata_escaped_and_summarised)
     cr_expect(strstr(so, "general.name = \"a\\x01\\\"b\\xff\xc3\xa9\""), "%s", so);
     cr_expect(strstr(so, "test.ids = array[100] of uint32: [0, 3, 6, ...]"), "%s", so);
     cr_expect(strstr(so, "test.short = [-1, 0, 1]"), "%s", so);
-    cr_expect(strstr(so, "x\\x02\\xfe.weight"), "%s", so);
+    cr_expect(strstr(so, "x\\x02\xc3\xa9.weight"), "%s", so);
     free(so);
     free(se);
     cJSON *j = inspect_json(p, tmp);
@@ -325,7 +325,7 @@ Test(inspect, metadata_escaped_and_summarised)
     for (int i = 0; i < cJSON_GetArraySize(head); i++)
         cr_expect_eq(cJSON_GetArrayItem(head, i)->valuedouble, 3 * i);
     const cJSON *ts = cJSON_GetObjectItem(j, "tensors");
-    cr_expect_not_null(find_by(ts, "source_name", "x\x02\\xfe.weight"));
+    cr_expect_not_null(find_by(ts, "source_name", "x\x02\xc3\xa9.weight"));
     const cJSON *sh = cJSON_GetObjectItem(md, "test.short");
     cr_expect(cJSON_IsArray(sh));
     cr_expect_eq(cJSON_GetArraySize(sh), 3);
