@@ -345,7 +345,7 @@ static ms_status tensor_type(cursor *c, ms_gguf_tensor *t)
 static ms_status rd_tensor_info(cursor *c, ms_gguf_tensor *t)
 {
     t->info_offset = c->pos;
-    ms_gguf_str name;
+    ms_gguf_str name = {NULL, 0};
     ms_status st = rd_str(c, &name, "tensor name");
     if (st)
         return st;
@@ -527,7 +527,7 @@ static ms_status rd_tensors(cursor *c, ms_gguf_file *f, uint64_t n)
 
 static ms_status parse(cursor *c, ms_gguf_file *f)
 {
-    uint64_t n_tensors, n_kv;
+    uint64_t n_tensors = 0, n_kv = 0;
     ms_status st = rd_header(c, f, &n_tensors, &n_kv);
     if (!st)
         st = rd_kvs(c, f, n_kv);

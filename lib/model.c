@@ -258,7 +258,7 @@ static ms_status read_config(ms_model *m, const char *path, ms_error *err)
 static ms_status add_st_tensor(ms_model *m, size_t *cap, int fi,
                                const ms_st_tensor *s, ms_error *err)
 {
-    ms_tensor *t;
+    ms_tensor *t = NULL;
     ms_status st = add_tensor(m, cap, &t, err);
     if (st)
         return st;
@@ -455,7 +455,7 @@ static ms_status add_gguf_tensor(ms_model *m, size_t *cap, int fi,
                                  const ms_gguf_tensor *g, ms_error *err)
 {
     char name[NAME_CAP];
-    ms_tensor *t;
+    ms_tensor *t = NULL;
     ms_status st = add_tensor(m, cap, &t, err);
     if (st)
         return st;
