@@ -64,6 +64,15 @@ ms_status ms_audit_simulate(ms_audit *a, ms_audit_per per, const double *scale,
     return MS_OK;
 }
 
+/* How far --suggest may move a weight from the recipe's, either way: a
+ * donor that needs more than this is better dropped or retuned by hand. */
+#define MAX_SCALE 20.0
+
+static double clamp_scale(double x)
+{
+    return fmin(MAX_SCALE, fmax(1.0 / MAX_SCALE, x));
+}
+
 static bool has_weights(ms_merge_method m)
 {
     return m == MS_METHOD_LINEAR || m == MS_METHOD_NUSLERP || ms_method_is_gta(m);
@@ -78,10 +87,12 @@ ms_status ms_audit_rebalance(ms_audit *a, ms_audit_per per, const double *target
                             "%s has no per-model weights to rebalance",
                             ms_method_name(a->method));
     size_t ns = n_scopes(a, per), nd = a->n_donors, n = nd * ns;
-    double *sh = calloc(n * 4 + nd, sizeof(double));
+    double *sh = calloc(n * 5 + nd, sizeof(double));
     if (!sh)
         return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
-    double *prev_sh = sh + n, *prev_ls = sh + 2 * n, *slope = sh + 3 * n, *overall = sh + 4 * n;
+    double *prev_sh = sh + n, *prev_ls = sh + 2 * n, *slope = sh + 3 * n, *best = sh + 4 * n;
+    double *overall = sh + 5 * n;
+    double best_worst = 1e300;
     for (size_t q = 0; q < n; q++) {
         scale[q] = 1.0;
         slope[q] = 1.5;
@@ -97,6 +108,10 @@ ms_status ms_audit_rebalance(ms_audit *a, ms_audit_per per, const double *target
         for (size_t q = 0; q < n; q++)
             if (sh[q] >= -0.5)
                 worst = fmax(worst, fabs(sh[q] - target[q / ns]));
+        if (worst < best_worst) {
+            best_worst = worst;
+            memcpy(best, scale, n * sizeof(double));
+        }
         if (worst <= tol)
             break;
         for (size_t q = 0; q < n; q++) {
@@ -123,8 +138,15 @@ ms_status ms_audit_rebalance(ms_audit *a, ms_audit_per per, const double *target
                 g += log(scale[d * ns + s]);
             g = exp(g / (double)nd);
             for (size_t d = 0; d < nd; d++)
-                scale[d * ns + s] /= g;
+                scale[d * ns + s] = clamp_scale(scale[d * ns + s] / g);
         }
+    }
+    /* a method whose shares cannot reach the target (normalised TIES where
+     * one donor's task vector dominates) sends the search off towards
+     * absurd weights: keep the closest point it simulated */
+    if (!st && best_worst < 1e300) {
+        memcpy(scale, best, n * sizeof(double));
+        worst = best_worst;
     }
     *achieved = worst;
     *iters = it + (it < max_iter ? 1 : 0);
