@@ -39,52 +39,6 @@ static uint64_t read_u64le(const uint8_t *p)
     return v;
 }
 
-/* True when the n bytes at s are well-formed UTF-8 (no overlongs, no
- * surrogates, nothing above U+10FFFF); *bad gets the first bad byte. */
-static bool utf8_valid(const uint8_t *s, size_t n, size_t *bad)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            len = 2;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            *bad = i;
-            return false;
-        }
-        if (n - i < len) {
-            *bad = i;
-            return false;
-        }
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) {
-                *bad = i;
-                return false;
-            }
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            *bad = i;
-            return false;
-        }
-        i += len;
-    }
-    return true;
-}
-
 /* An upper bound on the values in JSON text: every value but the first
  * follows a '[', ',' or ':' outside a string. */
 static uint64_t json_value_bound(const char *s, size_t n)
@@ -333,7 +287,7 @@ static ms_status validate(st_ctx *c, ms_st_file *f)
     c->data_start = f->data_start = 8 + n;
     const char *text = (const char *)c->data + 8;
     size_t bad;
-    if (!utf8_valid((const uint8_t *)text, (size_t)n, &bad))
+    if (!ms_utf8_valid((const uint8_t *)text, (size_t)n, &bad))
         return ms_error_set(c->err, MS_ERR_FORMAT, c->path, (int64_t)(8 + bad),
                             "header is not valid UTF-8");
     if (json_value_bound(text, (size_t)n) > ST_MAX_JSON_VALUES)
