@@ -372,8 +372,8 @@ static ms_status setup_task(ms_audit *a, au_task *t, ms_error *err)
         for (uint64_t c = 0; c < t->n_chunks; c++) {
             if (!t->chunk_on[c])
                 continue;
-            int64_t row0 = (int64_t)c * t->rows_per_chunk;
-            int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
+            int64_t row0;
+            int64_t nr = au_chunk_rows(t, c, &row0);
             t->n_chunks_on++;
             t->n_elems_on += (uint64_t)(nr * t->cols);
         }

@@ -149,6 +149,8 @@ ms_status au_task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
                          ms_error *err);
 void au_gram_sim(const ms_audit *a, au_task *t);
 bool au_chunk_on(const au_task *t, uint64_t c);
+/* Rows of chunk c: its first row in *row0, the count returned. */
+int64_t au_chunk_rows(const au_task *t, uint64_t c, int64_t *row0);
 ms_status au_worker_init(au_worker *w, const ms_audit *a);
 void au_worker_free(au_worker *w);
 

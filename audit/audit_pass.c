@@ -67,6 +67,12 @@ bool au_chunk_on(const au_task *t, uint64_t c)
     return !t->chunk_on || t->chunk_on[c];
 }
 
+int64_t au_chunk_rows(const au_task *t, uint64_t c, int64_t *row0)
+{
+    *row0 = (int64_t)c * t->rows_per_chunk;
+    return t->rows - *row0 < t->rows_per_chunk ? t->rows - *row0 : t->rows_per_chunk;
+}
+
 /* ================================================================ helpers */
 
 #define FAULT_MARGIN (64u << 10) /* the kernel maps pages around a fault */
@@ -175,6 +181,21 @@ AU_HOT static float *stack(const au_task *t, au_worker *w, size_t nn)
     return w->s;
 }
 
+/* Read chunk c of every input and stack it: *s holds the m stacked rows of
+ * *nn elements each (see stack), *row0 and *nr the rows read. */
+static ms_status load_chunk(ms_audit *a, au_task *t, au_worker *w, uint64_t c,
+                            int64_t *row0, int64_t *nr, size_t *nn, const float **s,
+                            ms_error *err)
+{
+    *nr = au_chunk_rows(t, c, row0);
+    ms_status st = read_inputs(a, t, w, *row0, *nr, false, err);
+    if (st)
+        return st;
+    *nn = (size_t)(*nr * t->cols);
+    *s = stack(t, w, *nn);
+    return MS_OK;
+}
+
 static inline const float *delta_of(const au_task *t, const au_worker *w,
                                     const float *s, size_t i)
 {
@@ -205,8 +226,8 @@ static ms_status pass_base(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
     for (uint64_t c = 0; c < t->n_chunks; c++) {
         if (!au_chunk_on(t, c))
             continue;
-        int64_t row0 = (int64_t)c * t->rows_per_chunk;
-        int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
+        int64_t row0;
+        int64_t nr = au_chunk_rows(t, c, &row0);
         ms_status st = read_inputs(a, t, w, row0, nr, true, err);
         if (st)
             return st;
@@ -403,13 +424,12 @@ static ms_status pass_stats(ms_audit *a, au_task *t, au_worker *w, ms_error *err
     for (uint64_t c = 0; c < t->n_chunks; c++) {
         if (!au_chunk_on(t, c))
             continue;
-        int64_t row0 = (int64_t)c * t->rows_per_chunk;
-        int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
-        ms_status st = read_inputs(a, t, w, row0, nr, false, err);
+        int64_t row0, nr;
+        size_t nn;
+        const float *s;
+        ms_status st = load_chunk(a, t, w, c, &row0, &nr, &nn, &s, err);
         if (st)
             return st;
-        size_t nn = (size_t)(nr * t->cols);
-        const float *s = stack(t, w, nn);
         if (t->chunk_gram) {
             double *cg = t->chunk_gram + ci * t->m * t->m;
             gram_add(cg, s, t->m, w->cap, nn);
@@ -489,13 +509,12 @@ static ms_status pass_select(ms_audit *a, au_task *t, au_worker *w, ms_error *er
     for (uint64_t c = 0; c < t->n_chunks; c++) {
         if (!au_chunk_on(t, c))
             continue;
-        int64_t row0 = (int64_t)c * t->rows_per_chunk;
-        int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
-        ms_status st = read_inputs(a, t, w, row0, nr, false, err);
+        int64_t row0, nr;
+        size_t nn;
+        const float *s;
+        ms_status st = load_chunk(a, t, w, c, &row0, &nr, &nn, &s, err);
         if (st)
             return st;
-        size_t nn = (size_t)(nr * t->cols);
-        const float *s = stack(t, w, nn);
         uint64_t first = (uint64_t)row0 * (uint64_t)t->cols;
         for (size_t i = 0; i < n_in; i++) {
             if ((int)i == t->base)
@@ -791,13 +810,12 @@ static ms_status pass_apply(ms_audit *a, au_task *t, au_worker *w, ms_error *err
     for (uint64_t c = 0; c < t->n_chunks; c++) {
         if (!au_chunk_on(t, c))
             continue;
-        int64_t row0 = (int64_t)c * t->rows_per_chunk;
-        int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
-        ms_status st = read_inputs(a, t, w, row0, nr, false, err);
+        int64_t row0, nr;
+        size_t nn;
+        const float *s;
+        ms_status st = load_chunk(a, t, w, c, &row0, &nr, &nn, &s, err);
         if (st)
             return st;
-        size_t nn = (size_t)(nr * t->cols);
-        const float *s = stack(t, w, nn);
         const float *b = w->x + (size_t)t->base * w->cap;
         uint64_t first = (uint64_t)row0 * (uint64_t)t->cols;
         for (size_t q = 0; q < x.k; q++)
@@ -936,13 +954,12 @@ static ms_status pass_kept_l1(ms_audit *a, au_task *t, au_worker *w, ms_error *e
     for (uint64_t c = 0; c < t->n_chunks; c++) {
         if (!au_chunk_on(t, c))
             continue;
-        int64_t row0 = (int64_t)c * t->rows_per_chunk;
-        int64_t nr = t->rows - row0 < t->rows_per_chunk ? t->rows - row0 : t->rows_per_chunk;
-        ms_status st = read_inputs(a, t, w, row0, nr, false, err);
+        int64_t row0, nr;
+        size_t nn;
+        const float *s;
+        ms_status st = load_chunk(a, t, w, c, &row0, &nr, &nn, &s, err);
         if (st)
             return st;
-        size_t nn = (size_t)(nr * t->cols);
-        const float *s = stack(t, w, nn);
         for (size_t i = 0; i < t->n_in; i++) {
             if ((int)i == t->base || !t->in[i].sparsify)
                 continue;
