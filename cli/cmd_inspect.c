@@ -69,30 +69,6 @@ static size_t type_histogram(const ms_model *m, type_row *rows)
 
 /* ==== strings from files: escaped, never trusted to be UTF-8 ==== */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    uint32_t cp, min;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xe0) == 0xc0) { len = 2; cp = c & 0x1f; min = 0x80; }
-    else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; min = 0x800; }
-    else if ((c & 0xf8) == 0xf0) { len = 4; cp = c & 0x07; min = 0x10000; }
-    else return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /*
  * Append s (n bytes) to sb. For text, control characters, backslash and
  * invalid UTF-8 become \xNN (and " becomes \"); for JSON (cJSON escapes
@@ -106,7 +82,7 @@ static bool escape(ms_sb *sb, const char *s, uint64_t n, uint64_t max, bool json
     while (i < n) {
         if (max && i >= max)
             return true;
-        size_t len = utf8_len(p + i, (size_t)(n - i > 4 ? 4 : n - i));
+        size_t len = ms_utf8_seq(p + i, (size_t)(n - i > 4 ? 4 : n - i));
         if (len == 1 && !json && (p[i] < 0x20 || p[i] == 0x7f || p[i] == '\\')) {
             if (p[i] == '\\')
                 ms_sb_add(sb, "\\\\");
