@@ -15,31 +15,18 @@
 /* ==== UTF-8 ==== */
 
 /* Decode one code point at s (NUL-terminated); *adv gets its length. An
- * invalid or overlong sequence decodes as CP_INVALID of length 1. */
+ * invalid or overlong sequence (ms_utf8_seq's rule) decodes as CP_INVALID of
+ * length 1. */
 static unsigned next_cp(const unsigned char *s, size_t *adv)
 {
-    unsigned c = s[0];
-    size_t n;
-    unsigned cp, min;
+    static const unsigned lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    size_t n = ms_utf8_seq(s, strnlen((const char *)s, 4));
     *adv = 1;
-    if (c < 0x80)
-        return c;
-    if ((c & 0xE0) == 0xC0) {
-        n = 2; cp = c & 0x1F; min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3; cp = c & 0x0F; min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        n = 4; cp = c & 0x07; min = 0x10000;
-    } else {
+    if (!n)
         return CP_INVALID;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
-            return CP_INVALID;
+    unsigned cp = s[0] & lead_mask[n];
+    for (size_t i = 1; i < n; i++)
         cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return CP_INVALID;
     *adv = n;
     return cp;
 }
