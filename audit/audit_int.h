@@ -95,10 +95,14 @@ typedef struct au_worker {
     float *x;               /* n_in_max * cap */
     float *s;               /* n_in_max * cap (stacked) */
     uint8_t *keep;          /* n_in_max * cap */
+    uint8_t *raw;           /* one input's file bytes (pread), raw_cap */
+    size_t raw_cap;
     float *prob;            /* n_in_max * cap (della) */
     uint64_t *scratch;      /* cols_max */
     uint64_t *hist;         /* n_in_max * 2 * MS_HIST_BINS, lazily */
-    float *omega;           /* cols_max * AU_P */
+    float *sign;            /* cols_max + AU_SKETCH_BUCKETS: sketch signs */
+    float *g;               /* AU_SKETCH_BUCKETS x AU_P sketch projection */
+    struct au_stats_out *stats; /* one chunk's fused statistics */
     float *y;               /* rows_max * AU_P * n_in_max, lazily */
     size_t y_cap;
 } au_worker;
@@ -158,6 +162,55 @@ void au_worker_free(au_worker *w);
 #define AU_PASS_STATS 2
 #define AU_PASS_SELECT 4
 #define AU_PASS_APPLY 8
+
+/* Kernels in audit/isa/ are built per x86-64 level: AU_ISA(f) names the
+ * level's copy, and audit_isa.c calls the best one the CPU runs. */
+#define AU_ISA_CAT2(f, l) f##_##l
+#define AU_ISA_CAT(f, l) AU_ISA_CAT2(f, l)
+#define AU_ISA(f) AU_ISA_CAT(f, MS_ISA_LEVEL)
+
+/* isa/stats.c: one row chunk's statistics in one sweep (tasks with at
+ * most AU_STATS_MAXIN inputs, a base among them). */
+#define AU_STATS_MAXIN 16
+typedef struct au_stats_in {
+    const float *b;                 /* base, nr * cols */
+    const float *x[AU_STATS_MAXIN]; /* the k donors' inputs, nr * cols each */
+    size_t k, nr, cols;
+    float small_thr;                /* count |delta| < small_thr (> 0) */
+    bool count_small;
+    const float *sign;              /* sketch signs, cols rounded up to
+                                     * AU_SKETCH_BUCKETS (zeros past cols);
+                                     * NULL: no sketch */
+    const float *g;                 /* AU_SKETCH_BUCKETS x AU_P projection */
+    float *y[AU_STATS_MAXIN];       /* sketch rows of this chunk (nr x AU_P),
+                                     * added to */
+} au_stats_in;
+
+/* Totals the chunk is added to. gram is (k+1) x (k+1), upper triangle,
+ * row 0 the base, row 1 + q donor q; nn / opp are k x k, [p * k + q] for
+ * p < q. */
+struct au_stats_out {
+    double gram[AU_STATS_MAXIN * AU_STATS_MAXIN];
+    double l1[AU_STATS_MAXIN];
+    uint64_t zeros[AU_STATS_MAXIN], small[AU_STATS_MAXIN];
+    uint64_t nn[AU_STATS_MAXIN * AU_STATS_MAXIN], opp[AU_STATS_MAXIN * AU_STATS_MAXIN];
+};
+typedef struct au_stats_out au_stats_out;
+
+/*
+ * The stable-rank sketch Y = D * S * G: S sends column c, times a random
+ * sign, to bucket c mod AU_SKETCH_BUCKETS of its row (one multiply-add per
+ * element where a dense probe matrix costs AU_P), and G, a random sign
+ * matrix, projects a row's buckets onto the AU_P probes once per row. With
+ * at most AU_SKETCH_BUCKETS columns S is a signed identity and the sketch
+ * is a dense random-sign sketch; wider rows keep their geometry well in
+ * that many buckets.
+ */
+#define AU_SKETCH_BUCKETS 256
+void au_stats_chunk(const au_stats_in *in, au_stats_out *o);
+void au_stats_chunk_v4(const au_stats_in *in, au_stats_out *o);
+void au_stats_chunk_v3(const au_stats_in *in, au_stats_out *o);
+void au_stats_chunk_base(const au_stats_in *in, au_stats_out *o);
 
 /* audit.c */
 ms_status au_run_tasks(ms_audit *a, int passes, ms_error *err);

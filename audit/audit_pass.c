@@ -5,6 +5,7 @@
  * order, which is what makes the lowest-index tie rule of the magnitude
  * cuts exact.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,13 @@ ms_status au_worker_init(au_worker *w, const ms_audit *a)
     w->x = ms_alloc_array(n * w->cap, sizeof(float));
     w->s = ms_alloc_array(n * w->cap, sizeof(float));
     w->keep = ms_alloc_array(n * w->cap, 1);
+    w->raw_cap = w->cap * 2; /* file bytes of a 16-bit or quantized chunk */
+    w->raw = ms_alloc_array(w->raw_cap, 1);
     w->scratch = ms_alloc_array((size_t)a->cols_max + 1, sizeof(uint64_t));
-    w->omega = ms_alloc_array((size_t)a->cols_max * AU_P + 1, sizeof(float));
-    if (!w->x || !w->s || !w->keep || !w->scratch || !w->omega)
+    w->sign = ms_alloc_array((size_t)a->cols_max + AU_SKETCH_BUCKETS, sizeof(float));
+    w->g = ms_alloc_array(AU_SKETCH_BUCKETS * AU_P, sizeof(float));
+    w->stats = ms_alloc_array(1, sizeof(au_stats_out));
+    if (!w->x || !w->s || !w->keep || !w->raw || !w->scratch || !w->sign || !w->g || !w->stats)
         return MS_ERR_NOMEM;
     return MS_OK;
 }
@@ -54,10 +59,13 @@ void au_worker_free(au_worker *w)
     free(w->x);
     free(w->s);
     free(w->keep);
+    free(w->raw);
     free(w->prob);
     free(w->scratch);
     free(w->hist);
-    free(w->omega);
+    free(w->sign);
+    free(w->g);
+    free(w->stats);
     free(w->y);
     memset(w, 0, sizeof(*w));
 }
@@ -130,11 +138,13 @@ static ms_status read_inputs(ms_audit *a, au_task *t, au_worker *w,
         if (base_only && (int)i != t->base)
             continue;
         const au_input *in = &t->in[i];
-        ms_status st = ms_model_read_rows(a->models[in->model], in->t, row0, nr,
-                                          w->x + i * w->cap, err);
+        bool mapped;
+        ms_status st = ms_model_pread_rows(a->models[in->model], in->t, row0, nr,
+                                           w->x + i * w->cap, w->raw, w->raw_cap,
+                                           &mapped, err);
         if (st)
             return st;
-        if (t->bytes <= KEEP_MAPPED_BYTES)
+        if (!mapped || t->bytes <= KEEP_MAPPED_BYTES)
             continue;
         ms_model_release_rows(a->models[in->model], in->t, row0, nr);
         if (in->t->permute_heads == 0)
@@ -270,8 +280,9 @@ AU_HOT static void pair_counts(au_task *t, const au_worker *w, const float *s, s
 }
 
 /* Zeros, small deltas, L1 (float partial sums over short runs, summed in
- * float64), magnitude histogram, and the Q8_0 lattice test on every 16th
- * row (plenty of blocks for the fingerprint at a sixteenth of the cost). */
+ * float64), magnitude histogram, and the Q8_0 lattice test (q8_rows). */
+static void q8_rows(au_task *t, size_t i, const float *x, int64_t row0, int64_t nr);
+
 AU_HOT static void donor_counts(au_task *t, size_t i, const float *d, const float *x,
                          int64_t row0, int64_t nr, uint64_t *hist)
 {
@@ -303,11 +314,31 @@ AU_HOT static void donor_counts(au_task *t, size_t i, const float *d, const floa
     t->l1[i] += l1;
     if (hist)
         ms_hist_hi_add(hist, d, nn);
+    q8_rows(t, i, x, row0, nr);
+}
+
+/* The Q8_0 lattice test runs on every stride-th row, the stride (a power
+ * of two up to 64) leaving at least Q8_BLOCKS blocks per tensor: a
+ * dequantized donor has every block on the lattice, so a few thousand
+ * decide, and a small tensor has all its rows tested. */
+#define Q8_BLOCKS 2048
+
+static int64_t q8_stride(const au_task *t)
+{
+    int64_t blocks = t->rows * (t->cols / 32), s = 1;
+    while (s < 64 && blocks / (s * 2) >= Q8_BLOCKS)
+        s *= 2;
+    return s;
+}
+
+static void q8_rows(au_task *t, size_t i, const float *x, int64_t row0, int64_t nr)
+{
     if (t->cols % 32 != 0 || t->in[i].donor == AU_NONE)
         return;
     ms_dtype dt = t->in[i].t->dtype;
     size_t cols = (size_t)t->cols;
-    for (int64_t r = (16 - row0 % 16) % 16; r < nr; r += 16)
+    int64_t stride = q8_stride(t);
+    for (int64_t r = (stride - row0 % stride) % stride; r < nr; r += stride)
         for (size_t off = 0; off + 32 <= cols; off += 32) {
             bool tested;
             bool fit = ms_q8_block_fits(x + (size_t)r * cols + off, 32, dt, &tested);
@@ -316,18 +347,56 @@ AU_HOT static void donor_counts(au_task *t, size_t i, const float *d, const floa
         }
 }
 
+/* The fused path's per-donor leftovers: the magnitude histogram of the
+ * deltas (formed again in short runs) and the Q8_0 lattice test. */
+static void donor_extra(au_task *t, size_t i, const float *b, const float *x,
+                        int64_t row0, int64_t nr, uint64_t *hist)
+{
+    size_t nn = (size_t)(nr * t->cols);
+    float d[1024];
+    for (size_t off = 0; hist && off < nn; off += 1024) {
+        size_t n = nn - off < 1024 ? nn - off : 1024;
+        for (size_t j = 0; j < n; j++)
+            d[j] = x[off + j] - b[off + j];
+        ms_hist_hi_add(hist, d, n);
+    }
+    q8_rows(t, i, x, row0, nr);
+}
+
 static bool needs_hist(const au_task *t, size_t i)
 {
     return t->in[i].sparsify &&
            (t->sparse == AU_SP_MAGNITUDE || t->sparse == AU_SP_OUTLIERS);
 }
 
-static void make_omega(const au_task *t, au_worker *w)
+/* The sketch's column signs (zero past cols, up to a multiple of
+ * AU_SKETCH_BUCKETS) and bucket-to-probe projection (see audit_int.h). */
+static void make_sketch(const au_task *t, au_worker *w)
 {
     uint64_t key = ms_rng_key(0x5eed, "sketch", (uint64_t)t->cols, 0);
-    size_t n = (size_t)t->cols * AU_P;
-    for (size_t j = 0; j < n; j++)
-        w->omega[j] = ms_rng_sign(key, j);
+    size_t n = (size_t)t->cols;
+    size_t end = (n + AU_SKETCH_BUCKETS - 1) / AU_SKETCH_BUCKETS * AU_SKETCH_BUCKETS;
+    for (size_t j = 0; j < end; j++)
+        w->sign[j] = j < n ? ms_rng_sign(key, j) : 0.0f;
+    uint64_t gkey = ms_rng_key(0x5eed, "sketch-g", 0, 0);
+    for (size_t j = 0; j < AU_SKETCH_BUCKETS * AU_P; j++)
+        w->g[j] = ms_rng_sign(gkey, j);
+}
+
+/* The same sketch for the rows of a stacked chunk (the path without
+ * au_stats_chunk), bucket sums in the same order. */
+AU_HOT static void sketch_rows(const float *d, const float *sign, const float *g, size_t nr,
+                               size_t cols, float *y)
+{
+    for (size_t r = 0; r < nr; r++) {
+        float b[AU_SKETCH_BUCKETS] = {0};
+        const float *row = d + r * cols;
+        for (size_t c = 0; c < cols; c++)
+            b[c % AU_SKETCH_BUCKETS] += row[c] * sign[c];
+        for (size_t j = 0; j < AU_SKETCH_BUCKETS; j++)
+            for (size_t p = 0; p < AU_P; p++)
+                y[r * AU_P + p] += b[j] * g[j * AU_P + p];
+    }
 }
 
 /* Top eigenpair of the p x p matrix yty by power iteration. */
@@ -394,6 +463,120 @@ static ms_status finish_sketch(au_task *t, size_t i, const float *y)
     return MS_OK;
 }
 
+/* The Gram of a read chunk goes to the task's total and, when sampling,
+ * to the chunk's own slot (the interval comes from their spread). */
+static double *chunk_gram_slot(const au_task *t, uint64_t ci)
+{
+    if (!t->chunk_gram)
+        return NULL;
+    return t->chunk_gram + ci * t->m * t->m;
+}
+
+/* Statistics of chunk c through the stacked buffer and BLAS: the path for
+ * tasks au_stats_chunk does not take (no base, or many inputs). */
+static ms_status stacked_chunk(ms_audit *a, au_task *t, au_worker *w, uint64_t c,
+                               uint64_t ci, size_t ysz, ms_error *err)
+{
+    int64_t row0, nr;
+    size_t nn;
+    const float *s;
+    ms_status st = load_chunk(a, t, w, c, &row0, &nr, &nn, &s, err);
+    if (st)
+        return st;
+    double *cg = chunk_gram_slot(t, ci);
+    if (cg) {
+        gram_add(cg, s, t->m, w->cap, nn);
+        for (size_t q = 0; q < t->m * t->m; q++)
+            t->gram[q] += cg[q];
+    } else {
+        gram_add(t->gram, s, t->m, w->cap, nn);
+    }
+    if (t->base < 0)
+        return MS_OK;
+    for (size_t i = 0; i < t->n_in; i++) {
+        if ((int)i == t->base)
+            continue;
+        const float *d = delta_of(t, w, s, i);
+        donor_counts(t, i, d, w->x + i * w->cap, row0, nr,
+                     needs_hist(t, i) ? w->hist + i * MS_HIST_BINS : NULL);
+        if (t->sketch)
+            sketch_rows(d, w->sign, w->g, (size_t)nr, (size_t)t->cols,
+                        w->y + i * ysz + (size_t)row0 * AU_P);
+    }
+    pair_counts(t, w, s, nn);
+    return MS_OK;
+}
+
+/* Add a chunk's au_stats_out to the task, mapping donor slots to inputs
+ * and stacked rows. */
+static void add_fused(au_task *t, const size_t *idx, size_t k, const au_stats_out *o,
+                      double *cg)
+{
+    size_t m = k + 1, sr[AU_STATS_MAXIN];
+    sr[0] = (size_t)t->in[t->base].srow;
+    for (size_t q = 0; q < k; q++)
+        sr[q + 1] = (size_t)t->in[idx[q]].srow;
+    for (size_t p = 0; p < m; p++)
+        for (size_t q = p; q < m; q++) {
+            size_t r = sr[p] < sr[q] ? sr[p] : sr[q], c = sr[p] < sr[q] ? sr[q] : sr[p];
+            t->gram[r * t->m + c] += o->gram[p * m + q];
+            if (cg)
+                cg[r * t->m + c] += o->gram[p * m + q];
+        }
+    for (size_t q = 0; q < k; q++) {
+        size_t i = idx[q];
+        t->zeros[i] += o->zeros[q];
+        t->small[i] += o->small[q];
+        t->l1[i] += o->l1[q];
+        for (size_t p = q + 1; p < k; p++) {
+            size_t lo = idx[q] < idx[p] ? idx[q] : idx[p], hi = idx[q] ^ idx[p] ^ lo;
+            t->pair_nn[lo * t->n_in + hi] += o->nn[q * k + p];
+            t->pair_opp[lo * t->n_in + hi] += o->opp[q * k + p];
+        }
+    }
+}
+
+/* Statistics of chunk c in one sweep (au_stats_chunk); the magnitude
+ * histogram and the Q8_0 lattice test stay per donor. */
+static ms_status fused_chunk(ms_audit *a, au_task *t, au_worker *w, uint64_t c,
+                             uint64_t ci, size_t ysz, ms_error *err)
+{
+    int64_t row0;
+    int64_t nr = au_chunk_rows(t, c, &row0);
+    ms_status st = read_inputs(a, t, w, row0, nr, false, err);
+    if (st)
+        return st;
+    au_stats_in in;
+    memset(&in, 0, sizeof(in));
+    size_t idx[AU_STATS_MAXIN];
+    in.b = w->x + (size_t)t->base * w->cap;
+    for (size_t i = 0; i < t->n_in; i++) {
+        if ((int)i == t->base)
+            continue;
+        idx[in.k] = i;
+        in.x[in.k] = w->x + i * w->cap;
+        if (t->sketch)
+            in.y[in.k] = w->y + i * ysz + (size_t)row0 * AU_P;
+        in.k++;
+    }
+    in.nr = (size_t)nr;
+    in.cols = (size_t)t->cols;
+    in.count_small = t->small_thr >= 0.0f;
+    in.small_thr = t->small_thr > 0.0f ? t->small_thr : FLT_TRUE_MIN;
+    in.sign = t->sketch ? w->sign : NULL;
+    in.g = w->g;
+    au_stats_out *o = w->stats;
+    memset(o, 0, sizeof(*o));
+    au_stats_chunk(&in, o);
+    add_fused(t, idx, in.k, o, chunk_gram_slot(t, ci));
+    for (size_t q = 0; q < in.k; q++) {
+        size_t i = idx[q];
+        donor_extra(t, i, in.b, in.x[q], row0, nr,
+                    needs_hist(t, i) ? w->hist + i * MS_HIST_BINS : NULL);
+    }
+    return MS_OK;
+}
+
 static ms_status pass_stats(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
 {
     size_t n_in = t->n_in;
@@ -418,41 +601,20 @@ static ms_status pass_stats(ms_audit *a, au_task *t, au_worker *w, ms_error *err
                 return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
         }
         memset(w->y, 0, ysz * n_in * sizeof(float));
-        make_omega(t, w);
+        make_sketch(t, w);
     }
     uint64_t ci = 0;
+    bool fused = t->base >= 0 && n_in <= AU_STATS_MAXIN;
     for (uint64_t c = 0; c < t->n_chunks; c++) {
         if (!au_chunk_on(t, c))
             continue;
         int64_t row0, nr;
-        size_t nn;
-        const float *s;
-        ms_status st = load_chunk(a, t, w, c, &row0, &nr, &nn, &s, err);
+        ms_status st = fused ? fused_chunk(a, t, w, c, ci, ysz, err)
+                             : stacked_chunk(a, t, w, c, ci, ysz, err);
         if (st)
             return st;
-        if (t->chunk_gram) {
-            double *cg = t->chunk_gram + ci * t->m * t->m;
-            gram_add(cg, s, t->m, w->cap, nn);
-            for (size_t q = 0; q < t->m * t->m; q++)
-                t->gram[q] += cg[q];
-        } else {
-            gram_add(t->gram, s, t->m, w->cap, nn);
-        }
         ci++;
-        if (t->base >= 0) {
-            for (size_t i = 0; i < n_in; i++) {
-                if ((int)i == t->base)
-                    continue;
-                const float *d = delta_of(t, w, s, i);
-                donor_counts(t, i, d, w->x + i * w->cap, row0, nr,
-                             needs_hist(t, i) ? w->hist + i * MS_HIST_BINS : NULL);
-                if (t->sketch)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, AU_P,
-                                (int)t->cols, 1.0f, d, (int)t->cols, w->omega, AU_P, 1.0f,
-                                w->y + i * ysz + (size_t)row0 * AU_P, AU_P);
-            }
-            pair_counts(t, w, s, nn);
-        }
+        nr = au_chunk_rows(t, c, &row0);
         progress(a, chunk_bytes(t, nr, false));
     }
     for (size_t i = 0; i < n_in; i++) {

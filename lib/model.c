@@ -3,9 +3,11 @@
  * under canonical names, and read rows as float32 in HF order.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -883,6 +885,76 @@ ms_status ms_model_read_rows(const ms_model *m, const ms_tensor *t,
     if (!st)
         add_offset(t, dst, nrows);
     return st;
+}
+
+/* The mapped file holding t, when it has a descriptor to pread from. */
+static const ms_map *tensor_map(const ms_model *m, const ms_tensor *t)
+{
+    const ms_map *mp = NULL;
+    if (t->file_index < 0 || (size_t)t->file_index >= m->n_files)
+        return NULL;
+    if (m->st && m->st[t->file_index])
+        mp = &m->st[t->file_index]->map;
+    else if (m->gguf && m->gguf[t->file_index])
+        mp = &m->gguf[t->file_index]->map;
+    /* opened from memory: the map is zeroed (fd 0 is not ours) */
+    if (!mp || !mp->data || mp->fd < 0 || t->data < mp->data ||
+        t->nbytes > mp->size || (uint64_t)(t->data - mp->data) > mp->size - t->nbytes)
+        return NULL;
+    return mp;
+}
+
+static bool pread_all(int fd, uint8_t *dst, uint64_t len, uint64_t off)
+{
+    while (len > 0) {
+        size_t want = len > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)len;
+        ssize_t got = pread(fd, dst, want, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return false;
+        dst += got;
+        off += (uint64_t)got;
+        len -= (uint64_t)got;
+    }
+    return true;
+}
+
+bool ms_model_pread_bytes(const ms_model *m, const ms_tensor *t, int64_t row0,
+                          int64_t nrows, void *dst)
+{
+    if (t->permute_heads != 0 || row0 < 0 || nrows < 0 || row0 > t->n_rows ||
+        nrows > t->n_rows - row0)
+        return false;
+    const ms_map *mp = tensor_map(m, t);
+    uint64_t at = (uint64_t)row0 * t->row_bytes, len = (uint64_t)nrows * t->row_bytes;
+    if (!mp || at > t->nbytes || len > t->nbytes - at)
+        return false;
+    return pread_all(mp->fd, dst, len, (uint64_t)(t->data - mp->data) + at);
+}
+
+ms_status ms_model_pread_rows(const ms_model *m, const ms_tensor *t, int64_t row0,
+                              int64_t nrows, float *dst, void *scratch,
+                              size_t scratch_bytes, bool *mapped, ms_error *err)
+{
+    *mapped = true;
+    uint64_t len = nrows > 0 ? (uint64_t)nrows * t->row_bytes : 0;
+    size_t n = nrows > 0 ? (size_t)nrows * (size_t)t->n_cols : 0;
+    if (len == 0 || !ms_dtype_can_decode(t->dtype))
+        return ms_model_read_rows(m, t, row0, nrows, dst, err);
+    if (t->dtype == MS_DTYPE_F32 && len == (uint64_t)n * 4) {
+        if (!ms_model_pread_bytes(m, t, row0, nrows, dst))
+            return ms_model_read_rows(m, t, row0, nrows, dst, err);
+    } else {
+        if (len > scratch_bytes || !ms_model_pread_bytes(m, t, row0, nrows, scratch))
+            return ms_model_read_rows(m, t, row0, nrows, dst, err);
+        ms_status st = ms_dtype_to_f32(t->dtype, scratch, n, dst);
+        if (st)
+            return decode_err(m, t, st, err);
+    }
+    *mapped = false;
+    add_offset(t, dst, nrows);
+    return MS_OK;
 }
 
 void ms_model_release_rows(const ms_model *m, const ms_tensor *t,

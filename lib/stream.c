@@ -302,55 +302,18 @@ const float *ms_stream_chunk_elems(const ms_stream_chunk *c, size_t i,
     return scratch;
 }
 
-/* The mapped file holding t, when it has a descriptor to pread from. */
-static const ms_map *tensor_map(const ms_model *m, const ms_tensor *t)
-{
-    const ms_map *mp = NULL;
-    if (t->file_index < 0 || (size_t)t->file_index >= m->n_files)
-        return NULL;
-    if (m->st && m->st[t->file_index])
-        mp = &m->st[t->file_index]->map;
-    else if (m->gguf && m->gguf[t->file_index])
-        mp = &m->gguf[t->file_index]->map;
-    /* opened from memory: the map is zeroed (fd 0 is not ours) */
-    if (!mp || !mp->data || mp->fd < 0 || t->data < mp->data ||
-        t->nbytes > mp->size || (uint64_t)(t->data - mp->data) > mp->size - t->nbytes)
-        return NULL;
-    return mp;
-}
-
-/* Copy len bytes at off of fd into dst; false on any error or short file. */
-static bool pread_all(int fd, uint8_t *dst, uint64_t len, uint64_t off)
-{
-    while (len > 0) {
-        size_t want = len > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)len;
-        ssize_t got = pread(fd, dst, want, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return false;
-        dst += got;
-        off += (uint64_t)got;
-        len -= (uint64_t)got;
-    }
-    return true;
-}
-
 /* A lazy chunk of model i: its file bytes, copied into the worker's buffer
  * (a chunk of <= 4-byte elements fits the float slot) or in the map.
  * True when the map was touched and its pages need releasing. */
 static bool lazy_source(const stream_state *st, worker *w, size_t i,
                         const ms_tensor *t, const work_item *it)
 {
-    uint64_t at = (uint64_t)it->row0 * t->row_bytes;
-    uint64_t len = (uint64_t)it->nrows * t->row_bytes;
-    const ms_map *mp = tensor_map(st->job->models[i], t);
     uint8_t *dst = (uint8_t *)(w->buf + i * w->stride);
-    if (mp && pread_all(mp->fd, dst, len, (uint64_t)(t->data - mp->data) + at)) {
+    if (ms_model_pread_bytes(st->job->models[i], t, it->row0, it->nrows, dst)) {
         w->raw[i] = dst;
         return false;
     }
-    w->raw[i] = t->data + at;
+    w->raw[i] = t->data + (uint64_t)it->row0 * t->row_bytes;
     return true;
 }
 

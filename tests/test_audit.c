@@ -206,7 +206,9 @@ static cJSON *run_audit(const char *dir, const char *method, const char *extra1,
     char recipe[1024], fam[1024], out[1024];
     snprintf(recipe, sizeof(recipe), "%s/fam/recipes/%s.yml", dir, method);
     snprintf(fam, sizeof(fam), "%s/fam", dir);
-    snprintf(out, sizeof(out), "%s/audit-%s.json", dir, method);
+    /* tests run in parallel: each set of options writes its own file */
+    snprintf(out, sizeof(out), "%s/audit-%s%s%s.json", dir, method, extra1 ? extra1 : "",
+             extra2 ? extra2 : "");
     const char *argv[] = {"audit", recipe, "--models-dir", fam, "--json", out, "-q",
                           extra1, extra2, NULL};
     char *so = NULL, *se = NULL;

@@ -111,6 +111,29 @@ ms_status ms_model_read_rows(const ms_model *m, const ms_tensor *t,
                              int64_t row0, int64_t nrows, float *dst,
                              ms_error *err);
 
+/*
+ * Copy the file bytes of rows [row0, row0 + nrows) of t into dst
+ * (nrows * row_bytes bytes) with pread, leaving the mapping untouched: a
+ * copy out of the page cache is cheaper than faulting the pages in and
+ * releasing them again, and adds nothing to the resident set. False when
+ * t cannot be read so (rows stored permuted, a model opened from memory,
+ * rows out of range) or the read came back short; the caller then reads
+ * the mapping.
+ */
+bool ms_model_pread_bytes(const ms_model *m, const ms_tensor *t, int64_t row0,
+                          int64_t nrows, void *dst);
+
+/*
+ * ms_model_read_rows through ms_model_pread_bytes: the rows' file bytes go
+ * into scratch (scratch_bytes long; F32 rows go straight into dst) and are
+ * decoded from there. Whatever pread cannot serve is read from the mapping
+ * as ms_model_read_rows does, so the result is always the same; *mapped
+ * then tells the caller the mapping was touched (release its pages).
+ */
+ms_status ms_model_pread_rows(const ms_model *m, const ms_tensor *t, int64_t row0,
+                              int64_t nrows, float *dst, void *scratch,
+                              size_t scratch_bytes, bool *mapped, ms_error *err);
+
 /* Release the mapped pages behind rows [row0, row0 + nrows) of t. */
 void ms_model_release_rows(const ms_model *m, const ms_tensor *t,
                            int64_t row0, int64_t nrows);
