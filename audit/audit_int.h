@@ -87,6 +87,10 @@ typedef struct au_task {
     uint64_t bytes;         /* input bytes of one pass */
     bool skipped;
     double wscale[AU_MAXIN];/* weight multipliers for this run */
+    /* audit_fast.c: trim bounds (|delta| bits), values above them */
+    bool fast, bounds, keys_full;
+    uint32_t lo_key[AU_MAXIN], hi_key[AU_MAXIN];
+    uint64_t above[AU_MAXIN];
 } au_task;
 
 typedef struct au_worker {
@@ -105,6 +109,8 @@ typedef struct au_worker {
     struct au_stats_out *stats; /* one chunk's fused statistics */
     float *y;               /* rows_max * AU_P * n_in_max, lazily */
     size_t y_cap;
+    uint32_t *keys[AU_MAXIN]; /* audit_fast.c: |delta| bits inside bounds */
+    size_t keys_cap[AU_MAXIN], n_keys[AU_MAXIN];
 } au_worker;
 
 struct ms_audit {
@@ -156,6 +162,8 @@ bool au_chunk_on(const au_task *t, uint64_t c);
 /* Rows of chunk c: its first row in *row0, the count returned. */
 int64_t au_chunk_rows(const au_task *t, uint64_t c, int64_t *row0);
 ms_status au_worker_init(au_worker *w, const ms_audit *a);
+/* The worker's histogram space, allocated on first use; NULL: no memory. */
+uint64_t *au_worker_hist(au_worker *w, const ms_audit *a);
 void au_worker_free(au_worker *w);
 
 #define AU_PASS_BASE 1
@@ -184,6 +192,11 @@ typedef struct au_stats_in {
     const float *g;                 /* AU_SKETCH_BUCKETS x AU_P projection */
     float *y[AU_STATS_MAXIN];       /* sketch rows of this chunk (nr x AU_P),
                                      * added to */
+    /* with bounds: count |delta| bits above hi[q] and append the nonzero
+     * ones in [lo[q], hi[q]] to keys[q] (room for nr * cols + 16) */
+    bool bounds;
+    uint32_t lo[AU_STATS_MAXIN], hi[AU_STATS_MAXIN];
+    uint32_t *keys[AU_STATS_MAXIN];
 } au_stats_in;
 
 /* Totals the chunk is added to. gram is (k+1) x (k+1), upper triangle,
@@ -194,6 +207,8 @@ struct au_stats_out {
     double l1[AU_STATS_MAXIN];
     uint64_t zeros[AU_STATS_MAXIN], small[AU_STATS_MAXIN];
     uint64_t nn[AU_STATS_MAXIN * AU_STATS_MAXIN], opp[AU_STATS_MAXIN * AU_STATS_MAXIN];
+    uint64_t above[AU_STATS_MAXIN];
+    size_t n_keys[AU_STATS_MAXIN];  /* keys appended */
 };
 typedef struct au_stats_out au_stats_out;
 
@@ -211,6 +226,59 @@ void au_stats_chunk(const au_stats_in *in, au_stats_out *o);
 void au_stats_chunk_v4(const au_stats_in *in, au_stats_out *o);
 void au_stats_chunk_v3(const au_stats_in *in, au_stats_out *o);
 void au_stats_chunk_base(const au_stats_in *in, au_stats_out *o);
+
+/* isa/gta.c: the trim-elect-merge simulation of n elements. */
+typedef struct au_gta_in {
+    const float *b;                   /* base, n */
+    const float *x[AU_STATS_MAXIN];   /* the k donors' inputs (not deltas) */
+    size_t k, n;
+    float w[AU_STATS_MAXIN];          /* weights */
+    float lam, divisor;               /* lambda; sum of weights (no consensus) */
+    bool normalize, consensus;
+    /* Trim by |delta| float bits: above thr[q] kept, equal to it kept when
+     * tie[q] (the caller settles a run where the ties' cut falls: see
+     * audit_fast.c). Keep all: thr 0 and tie; keep none: UINT32_MAX. */
+    uint32_t thr[AU_STATS_MAXIN];
+    bool tie[AU_STATS_MAXIN];
+    /* instead of thr / tie: these keep flags (0/1) */
+    const uint8_t *keep[AU_STATS_MAXIN];
+    bool explicit_keep;
+    uint32_t small_key;               /* count |delta| bits below; 0: none */
+} au_gta_in;
+
+/* Added to: per donor <part, M>, ||delta||^2, the part trimmed and the
+ * part lost in the sign election (squared), values equal to thr, small
+ * deltas; ||M||^2; conflicts among kept pairs [p * k + q], p < q. */
+typedef struct au_gta_out {
+    double dot[AU_STATS_MAXIN], mm, tot[AU_STATS_MAXIN], lost[AU_STATS_MAXIN],
+        sign[AU_STATS_MAXIN];
+    uint64_t eq[AU_STATS_MAXIN], small[AU_STATS_MAXIN];
+    uint64_t nn[AU_STATS_MAXIN * AU_STATS_MAXIN], opp[AU_STATS_MAXIN * AU_STATS_MAXIN];
+} au_gta_out;
+
+void au_gta_chunk(const au_gta_in *in, au_gta_out *o);
+void au_gta_chunk_v4(const au_gta_in *in, au_gta_out *o);
+void au_gta_chunk_v3(const au_gta_in *in, au_gta_out *o);
+void au_gta_chunk_base(const au_gta_in *in, au_gta_out *o);
+
+/* audit_pass.c helpers shared with audit_fast.c */
+ms_status au_read_inputs(ms_audit *a, au_task *t, au_worker *w, int64_t row0, int64_t nr,
+                         ms_error *err);
+void au_progress(ms_audit *a, uint64_t bytes);
+uint64_t au_chunk_bytes(const au_task *t, int64_t nr);
+
+/* audit_fast.c (see there) */
+bool au_fast_ok(const ms_audit *a, const au_task *t);
+/* Pre-pass: trim bounds of the cut donors; sets t->bounds when any. */
+ms_status au_fast_sample_pass(ms_audit *a, au_task *t, au_worker *w, ms_error *err);
+void au_fast_keys_reset(au_task *t, au_worker *w);
+/* Room for nn more kept keys per cut donor; false past the budget. */
+bool au_fast_keys_room(const ms_audit *a, const au_task *t, au_worker *w, size_t nn);
+/* Exact cuts after the statistics pass; false: select them exactly. */
+bool au_fast_cuts(au_task *t, au_worker *w);
+/* The simulation pass with t->cut. */
+ms_status au_fast_apply(ms_audit *a, au_task *t, au_worker *w, bool count_small,
+                        ms_error *err);
 
 /* audit.c */
 ms_status au_run_tasks(ms_audit *a, int passes, ms_error *err);

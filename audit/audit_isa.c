@@ -33,3 +33,15 @@ void au_stats_chunk(const au_stats_in *in, au_stats_out *o)
 #endif
     au_stats_chunk_base(in, o);
 }
+
+void au_gta_chunk(const au_gta_in *in, au_gta_out *o)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    switch (level()) {
+    case ISA_V4: au_gta_chunk_v4(in, o); return;
+    case ISA_V3: au_gta_chunk_v3(in, o); return;
+    default: break;
+    }
+#endif
+    au_gta_chunk_base(in, o);
+}

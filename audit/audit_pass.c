@@ -67,7 +67,19 @@ void au_worker_free(au_worker *w)
     free(w->g);
     free(w->stats);
     free(w->y);
+    for (size_t i = 0; i < AU_MAXIN; i++)
+        free(w->keys[i]);
     memset(w, 0, sizeof(*w));
+}
+
+/* Two level-1/level-2 histograms per input, and at least room for the
+ * eight u32 copies audit_fast.c counts in after one of them. */
+uint64_t *au_worker_hist(au_worker *w, const ms_audit *a)
+{
+    size_t n = a->n_in_max * 2 > 5 ? a->n_in_max * 2 : 5;
+    if (!w->hist)
+        w->hist = ms_alloc_array(n * MS_HIST_BINS, sizeof(uint64_t));
+    return w->hist;
 }
 
 bool au_chunk_on(const au_task *t, uint64_t c)
@@ -154,7 +166,13 @@ static ms_status read_inputs(ms_audit *a, au_task *t, au_worker *w,
     return MS_OK;
 }
 
-static void progress(ms_audit *a, uint64_t bytes)
+ms_status au_read_inputs(ms_audit *a, au_task *t, au_worker *w, int64_t row0, int64_t nr,
+                         ms_error *err)
+{
+    return read_inputs(a, t, w, row0, nr, false, err);
+}
+
+void au_progress(ms_audit *a, uint64_t bytes)
 {
     uint64_t done = atomic_fetch_add(&a->done_bytes, bytes) + bytes;
     if (!a->opts.progress)
@@ -162,6 +180,13 @@ static void progress(ms_audit *a, uint64_t bytes)
     pthread_mutex_lock(&a->mu);
     a->opts.progress(a->opts.progress_ctx, done, a->total_bytes);
     pthread_mutex_unlock(&a->mu);
+}
+
+static uint64_t chunk_bytes(const au_task *t, int64_t nr, bool base_only);
+
+uint64_t au_chunk_bytes(const au_task *t, int64_t nr)
+{
+    return chunk_bytes(t, nr, false);
 }
 
 static uint64_t chunk_bytes(const au_task *t, int64_t nr, bool base_only)
@@ -248,7 +273,7 @@ static ms_status pass_base(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
             sq += cblas_sdot((int)len, b + off, 1, b + off, 1);
         }
         n += nn;
-        progress(a, chunk_bytes(t, nr, true));
+        au_progress(a, chunk_bytes(t, nr, true));
     }
     t->base_sq = sq;
     t->small_thr = n ? (float)(1e-6 * sqrt(sq / (double)n)) : 0.0f;
@@ -567,12 +592,22 @@ static ms_status fused_chunk(ms_audit *a, au_task *t, au_worker *w, uint64_t c,
     in.g = w->g;
     au_stats_out *o = w->stats;
     memset(o, 0, sizeof(*o));
+    if (t->bounds && !t->keys_full && !au_fast_keys_room(a, t, w, (size_t)nr * in.cols))
+        t->keys_full = true;
+    in.bounds = t->bounds && !t->keys_full;
+    for (size_t q = 0; q < in.k && in.bounds; q++) {
+        in.lo[q] = t->lo_key[idx[q]];
+        in.hi[q] = t->hi_key[idx[q]];
+        in.keys[q] = w->keys[idx[q]] ? w->keys[idx[q]] + w->n_keys[idx[q]] : NULL;
+    }
     au_stats_chunk(&in, o);
     add_fused(t, idx, in.k, o, chunk_gram_slot(t, ci));
     for (size_t q = 0; q < in.k; q++) {
         size_t i = idx[q];
-        donor_extra(t, i, in.b, in.x[q], row0, nr,
-                    needs_hist(t, i) ? w->hist + i * MS_HIST_BINS : NULL);
+        w->n_keys[i] += in.bounds ? o->n_keys[q] : 0;
+        t->above[i] += in.bounds ? o->above[q] : 0;
+        bool hist = needs_hist(t, i) && !t->fast;
+        donor_extra(t, i, in.b, in.x[q], row0, nr, hist ? w->hist + i * MS_HIST_BINS : NULL);
     }
     return MS_OK;
 }
@@ -582,12 +617,9 @@ static ms_status pass_stats(ms_audit *a, au_task *t, au_worker *w, ms_error *err
     size_t n_in = t->n_in;
     bool hist = false;
     for (size_t i = 0; i < n_in; i++)
-        hist |= needs_hist(t, i);
-    if (hist && !w->hist) {
-        w->hist = ms_alloc_array(a->n_in_max * 2 * MS_HIST_BINS, sizeof(uint64_t));
-        if (!w->hist)
-            return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
-    }
+        hist |= needs_hist(t, i) && !t->fast;
+    if (hist && !au_worker_hist(w, a))
+        return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
     if (hist)
         memset(w->hist, 0, n_in * MS_HIST_BINS * sizeof(uint64_t));
     size_t ysz = 0;
@@ -615,13 +647,13 @@ static ms_status pass_stats(ms_audit *a, au_task *t, au_worker *w, ms_error *err
             return st;
         ci++;
         nr = au_chunk_rows(t, c, &row0);
-        progress(a, chunk_bytes(t, nr, false));
+        au_progress(a, chunk_bytes(t, nr, false));
     }
     for (size_t i = 0; i < n_in; i++) {
         t->sr[i] = -1.0;
         if (t->sketch && (int)i != t->base && finish_sketch(t, i, w->y + i * ysz))
             return ms_error_set(err, MS_ERR_NOMEM, NULL, -1, "out of memory");
-        for (int k = 0; k < t->n_sel[i] && needs_hist(t, i); k++)
+        for (int k = 0; k < t->n_sel[i] && needs_hist(t, i) && !t->fast; k++)
             ms_select_hi(&t->sel[i][k], w->hist + i * MS_HIST_BINS);
     }
     return MS_OK;
@@ -707,7 +739,7 @@ static ms_status pass_select(ms_audit *a, au_task *t, au_worker *w, ms_error *er
                 t->masked_l1[i * (size_t)t->draws + (size_t)r] += l1;
             }
         }
-        progress(a, chunk_bytes(t, nr, false));
+        au_progress(a, chunk_bytes(t, nr, false));
     }
     for (size_t i = 0; i < n_in; i++) {
         if (!needs_hist(t, i))
@@ -1025,7 +1057,7 @@ static ms_status pass_apply(ms_audit *a, au_task *t, au_worker *w, ms_error *err
             cd[t->n_in] = cmm;
         }
         ci++;
-        progress(a, chunk_bytes(t, nr, false));
+        au_progress(a, chunk_bytes(t, nr, false));
     }
     return MS_OK;
 }
@@ -1151,6 +1183,45 @@ ms_status au_task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
     return st;
 }
 
+/* Level-1 histogram of every trimmed donor, exactly: the fast path's
+ * fallback, whose statistics pass only sampled it. */
+static ms_status pass_hist(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
+{
+    memset(w->hist, 0, t->n_in * MS_HIST_BINS * sizeof(uint64_t));
+    for (uint64_t c = 0; c < t->n_chunks; c++) {
+        int64_t row0, nr;
+        size_t nn;
+        const float *s;
+        ms_status st = load_chunk(a, t, w, c, &row0, &nr, &nn, &s, err);
+        if (st)
+            return st;
+        for (size_t i = 0; i < t->n_in; i++)
+            if ((int)i != t->base && needs_hist(t, i))
+                ms_hist_hi_add(w->hist + i * MS_HIST_BINS, delta_of(t, w, s, i), nn);
+    }
+    for (size_t i = 0; i < t->n_in; i++)
+        for (int k = 0; k < t->n_sel[i] && needs_hist(t, i); k++)
+            ms_select_hi(&t->sel[i][k], w->hist + i * MS_HIST_BINS);
+    return MS_OK;
+}
+
+/* The cuts and the simulation through audit_fast.c; when its bounds
+ * miss a cut, the exact selection passes find them. */
+static ms_status fast_apply(ms_audit *a, au_task *t, au_worker *w, int passes, bool need_sel,
+                            ms_error *err)
+{
+    ms_status st;
+    bool count_small = t->small_late;
+    if ((passes & AU_PASS_STATS) && !au_fast_cuts(t, w)) {
+        if (need_sel && ((st = pass_hist(a, t, w, err)) || (st = pass_select(a, t, w, err))))
+            return st;
+        finish_cuts(t);
+        count_small = false; /* pass_select counted them */
+    }
+    finish_rescale(t);
+    return au_fast_apply(a, t, w, count_small, err);
+}
+
 static ms_status task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
                              ms_error *err)
 {
@@ -1160,14 +1231,23 @@ static ms_status task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
     bool need_sel = false;
     for (size_t i = 0; i < t->n_in; i++)
         need_sel |= t->in[i].sparsify && (t->n_sel[i] > 0 || is_random(t));
-    /* with a selection pass to come, the small-delta count (it needs the
-     * base's rms) moves there and the base-only pass is not needed */
-    t->small_late = need_sel && (passes & AU_PASS_STATS) && (passes & AU_PASS_SELECT) &&
-                    t->base >= 0;
+    /* one simulation pass settles the cuts too (audit_fast.c) */
+    if (passes & AU_PASS_STATS)
+        t->fast = (passes & AU_PASS_APPLY) && au_fast_ok(a, t);
+    /* with a selection or fast simulation pass to come, the small-delta
+     * count (it needs the base's rms) moves there and the base-only pass
+     * is not needed */
+    t->small_late = (need_sel || t->fast) && (passes & AU_PASS_STATS) &&
+                    (passes & (AU_PASS_SELECT | AU_PASS_APPLY)) && t->base >= 0 &&
+                    ((passes & AU_PASS_SELECT) || t->fast);
     if (t->small_late)
         t->small_thr = -1.0f;
     else if ((passes & AU_PASS_BASE) && t->base >= 0 && (st = pass_base(a, t, w, err)))
         return st;
+    if (t->fast && (passes & AU_PASS_STATS)) {
+        if ((st = au_fast_sample_pass(a, t, w, err)))
+            return st;
+    }
     if (passes & AU_PASS_STATS) {
         if ((st = pass_stats(a, t, w, err)))
             return st;
@@ -1176,6 +1256,8 @@ static ms_status task_passes(ms_audit *a, au_task *t, au_worker *w, int passes,
         double g00 = t->gram[0];
         t->small_thr = t->n_elems_on ? (float)(1e-6 * sqrt(g00 / (double)t->n_elems_on)) : 0.0f;
     }
+    if (t->fast && (passes & AU_PASS_APPLY))
+        return fast_apply(a, t, w, passes, need_sel, err);
     if ((passes & AU_PASS_SELECT) && need_sel && (st = pass_select(a, t, w, err)))
         return st;
     if (passes & AU_PASS_SELECT) {

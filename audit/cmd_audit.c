@@ -34,7 +34,7 @@ typedef struct audit_args {
     double tol, sample;
     long seed, replicates, max_iter, chunk_elems;
     int64_t max_memory;      /* bytes of --max-memory, 0: no limit */
-    bool stats_only;
+    bool stats_only, exact_select;
 } audit_args;
 
 /* ==== text output ==== */
@@ -321,6 +321,7 @@ static int audit_main(audit_args *o, const char *path)
     ao.replicates = (int)o->replicates;
     ao.sample = o->sample;
     ao.stats_only = o->stats_only;
+    ao.exact_select = o->exact_select;
     ao.chunk_elems = (size_t)o->chunk_elems;
     ao.max_memory = (uint64_t)o->max_memory;
     ao.stage = MS_RECIPE_NONE;
@@ -378,6 +379,8 @@ int cmd_audit(int argc, char **argv)
         MS_OPT_DOUBLE_(0, "sample", &o.sample, "F",
                        "read only this fraction of each tensor's row chunks (quick look)"),
         MS_OPT_BOOL_(0, "stats-only", &o.stats_only, "statistics only, no merge simulation"),
+        MS_OPT_BOOL_(0, "exact-select", &o.exact_select,
+                     "find trim cuts with two exact passes (slower, same result)"),
         MS_OPT_STRING_(0, "stage", &o.stage, "NAME", "the stage of a multi-document recipe"),
         MS_OPT_INT_(0, "chunk-elems", &o.chunk_elems, "N",
                     "elements per model in one row chunk (default 131072)", 1, 1L << 26),

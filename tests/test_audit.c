@@ -870,3 +870,99 @@ Test(audit, suggest_unreachable_target_stays_sane)
     free(models);
     free(dir);
 }
+
+/* ======================================== TIES cuts from sampled bounds */
+
+/*
+ * A bf16 family large enough that the trim bounds come from a sample
+ * (tensors over 64 Ki values), whose deltas repeat a few values so that
+ * the cuts fall inside runs of thousands of equal values. Generated once
+ * per build directory by gen_family.py.
+ */
+static char *bf16_dir(void)
+{
+    char *bench = bench_dir();
+    if (!bench)
+        return NULL;
+    char *dir = ms_test_gen("audit-bf16");
+    char *mark = ms_path_join(dir, "truth.json");
+    if (!ms_path_is_file(mark)) {
+        mkdir(MS_GEN_DIR, 0755);
+        char cmd[4096];
+        snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/gen_family.py '%s' --preset small "
+                 "--dtype bf16 --donors 3 --merges ties --quiet", bench, dir);
+        cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    }
+    free(mark);
+    free(bench);
+    return dir;
+}
+
+static cJSON *audit_bf16(const char *dir, const char *tag, const char *extra1,
+                         const char *extra2)
+{
+    char recipe[1024], out[1024];
+    snprintf(recipe, sizeof(recipe), "%s/recipes/ties.yml", dir);
+    snprintf(out, sizeof(out), "%s/audit-%s.json", dir, tag);
+    const char *argv[] = {"audit", recipe, "--models-dir", dir, "--json", out, "-q",
+                          extra1, extra2, NULL};
+    char *so = NULL, *se = NULL;
+    int rc = ms_test_run(argv, &so, &se);
+    cr_assert_eq(rc, 0, "audit %s: exit %d\n%s", tag, rc, se);
+    free(so);
+    free(se);
+    return load_json(out);
+}
+
+/*
+ * The one-pass simulation (cuts selected among the values inside sampled
+ * bounds), the exact two-pass selection (--exact-select) and the fallback
+ * to it (a memory budget too small for the values inside the bounds) give
+ * the same cuts: the same kept-pair conflict counts, and shares that agree
+ * to float32 summation noise; all equal ref_merge.py's shares.
+ */
+Test(audit_fast, sampled_bounds_give_the_exact_ties_cuts, .timeout = 300)
+{
+    char *dir = bf16_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench is absent");
+    cJSON *fast = audit_bf16(dir, "fast", NULL, NULL);
+    cJSON *exact = audit_bf16(dir, "exact", "--exact-select", NULL);
+    cJSON *fall = audit_bf16(dir, "fallback", "--max-memory", "2M");
+    char tp[1200];
+    snprintf(tp, sizeof(tp), "%s/truth.json", dir);
+    cJSON *truth = load_json(tp);
+    const cJSON *want = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(truth, "recipes"), "ties"), "shares");
+    cr_assert(want, "truth.json has no ties shares");
+    const cJSON *w;
+    cJSON_ArrayForEach(w, want) {
+        double f = cJSON_GetObjectItem(donor(fast, w->string), "share")->valuedouble;
+        double e = cJSON_GetObjectItem(donor(exact, w->string), "share")->valuedouble;
+        double b = cJSON_GetObjectItem(donor(fall, w->string), "share")->valuedouble;
+        cr_expect(fabs(f - w->valuedouble) < 1e-6, "%s: share %.9f, ref_merge %.9f",
+                  w->string, f, w->valuedouble);
+        cr_expect(fabs(f - e) < 1e-7 && fabs(f - b) < 1e-7,
+                  "%s: shares %.10f (fast), %.10f (exact), %.10f (fallback)", w->string, f, e, b);
+        const char *keys[] = {"discarded", "sparsity"};
+        for (int k = 0; k < 2; k++) {
+            double x = cJSON_GetObjectItem(donor(fast, w->string), keys[k])->valuedouble;
+            double y = cJSON_GetObjectItem(donor(exact, w->string), keys[k])->valuedouble;
+            cr_expect(fabs(x - y) < 1e-7, "%s: %s %.10f vs %.10f", w->string, keys[k], x, y);
+        }
+    }
+    const cJSON *pf = cJSON_GetObjectItem(fast, "pairs"), *pe = cJSON_GetObjectItem(exact, "pairs"),
+                *pb = cJSON_GetObjectItem(fall, "pairs");
+    cr_assert_eq(cJSON_GetArraySize(pf), 3);
+    for (int p = 0; p < 3; p++) {
+        double f = cJSON_GetObjectItem(cJSON_GetArrayItem(pf, p), "ties_conflict")->valuedouble;
+        double e = cJSON_GetObjectItem(cJSON_GetArrayItem(pe, p), "ties_conflict")->valuedouble;
+        double b = cJSON_GetObjectItem(cJSON_GetArrayItem(pb, p), "ties_conflict")->valuedouble;
+        cr_expect(f == e && f == b, "pair %d: ties_conflict %.12f / %.12f / %.12f", p, f, e, b);
+    }
+    cJSON_Delete(truth);
+    cJSON_Delete(fast);
+    cJSON_Delete(exact);
+    cJSON_Delete(fall);
+    free(dir);
+}

@@ -12,6 +12,9 @@
  * the exact value than the float32 BLAS blocks they replace.
  */
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "audit_int.h"
 #include "mergescope/banned.h"
@@ -29,6 +32,7 @@
 
 typedef float vf __attribute__((vector_size(64)));
 typedef int32_t vi __attribute__((vector_size(64)));
+typedef uint32_t vu __attribute__((vector_size(64)));
 
 /* Per-run accumulators, summed into the caller's float64 / uint64 totals
  * at the end of every run of at most SEG columns. */
@@ -38,6 +42,7 @@ typedef struct run_acc {
     vf l1[FM];
     vi zeros[FM], small[FM];
     vi nn[FM * FM], opp[FM * FM];
+    vi above[FM];
 } run_acc;
 
 static inline void clear_run(run_acc *r, size_t m)
@@ -48,6 +53,27 @@ static inline void clear_run(run_acc *r, size_t m)
     memset(r->small, 0, m * sizeof(vi));
     memset(r->nn, 0, m * m * sizeof(vi));
     memset(r->opp, 0, m * m * sizeof(vi));
+    memset(r->above, 0, m * sizeof(vi));
+}
+
+/* Append the lanes of key that m selects to dst[n...], in lane order;
+ * returns the new count. */
+static inline size_t append_keys(vu key, vi m, uint32_t *dst, size_t n)
+{
+#if defined(__AVX512F__)
+    /* compress in a register and store the whole vector, always (the
+     * caller leaves room): a compressing store to memory is slow on some
+     * CPUs, and whether a vector has any lane in range is unpredictable */
+    __mmask16 mk = _mm512_test_epi32_mask((__m512i)m, (__m512i)m);
+    _mm512_storeu_si512((void *)(dst + n), _mm512_maskz_compress_epi32(mk, (__m512i)key));
+    return n + (size_t)__builtin_popcount((unsigned)mk);
+#else
+    for (int l = 0; l < LANES; l++) {
+        dst[n] = key[l];
+        n += m[l] != 0;
+    }
+    return n;
+#endif
 }
 
 static inline vf vload(const float *p)
@@ -99,7 +125,7 @@ static inline void load_block(const au_stats_in *in, size_t off, size_t n, vf v[
 }
 
 static inline void block_stats(const au_stats_in *in, vf v[][NV], size_t nv, run_acc *r,
-                        vf (*sketch)[NV], const float *sign)
+                               vf (*sketch)[NV], const float *sign, au_stats_out *o)
 {
     size_t k = in->k, m = k + 1;
     vf thr = (vf){0} + in->small_thr;
@@ -123,6 +149,19 @@ static inline void block_stats(const au_stats_in *in, vf v[][NV], size_t nv, run
         r->l1[q] = l1;
         r->zeros[q] = z;
         r->small[q] = sm;
+    }
+    for (size_t q = 1; q < m && in->bounds; q++) {
+        vu lo = (vu){0} + in->lo[q - 1], hi = (vu){0} + in->hi[q - 1];
+        vi above = r->above[q];
+        uint32_t *dst = in->keys[q - 1];
+        size_t n = o->n_keys[q - 1];
+        for (size_t j = 0; j < nv; j++) {
+            vu key = (vu)((vi)v[q][j] & absmask);
+            above -= (vi)(key > hi);
+            n = append_keys(key, (vi)(key >= lo) & (vi)(key <= hi) & (vi)(key != 0), dst, n);
+        }
+        o->n_keys[q - 1] = n;
+        r->above[q] = above;
     }
     for (size_t p = 1; p < m; p++)
         for (size_t q = p + 1; q < m; q++) {
@@ -159,6 +198,7 @@ static inline void flush_run(const au_stats_in *in, run_acc *r, size_t pad, au_s
             o->gram[p * m + q] += hsum(r->gram[p * m + q]);
     for (size_t q = 1; q < m; q++) {
         o->l1[q - 1] += hsum(r->l1[q]);
+        o->above[q - 1] += isum(r->above[q]);
         o->zeros[q - 1] += isum(r->zeros[q]) - pad;
         if (in->count_small)
             o->small[q - 1] += isum(r->small[q]) - pad;
@@ -188,7 +228,7 @@ void AU_ISA(au_stats_chunk)(const au_stats_in *in, au_stats_out *o)
                 pad += nv * LANES - n;
                 load_block(in, row * cols + off, n, v);
                 block_stats(in, v, nv, &r, in->sign ? sketch : NULL,
-                            in->sign ? in->sign + off : NULL);
+                            in->sign ? in->sign + off : NULL, o);
             }
             flush_run(in, &r, pad, o);
         }

@@ -53,8 +53,9 @@
 #define MS_AUDIT_MAX_INPUTS 32   /* inputs of one output tensor */
 #define MS_AUDIT_SKETCH 16       /* random probes for the stable rank */
 /* Worker buffer bytes per model per chunk element: decoded values and
- * deltas (float32 each), keep mask (1), DELLA drop probabilities (4). */
-#define MS_AUDIT_BUF_BYTES 13
+ * deltas (float32 each), keep mask (1), DELLA drop probabilities (4),
+ * file bytes read before decoding (at most 2). */
+#define MS_AUDIT_BUF_BYTES 15
 
 typedef struct ms_audit_opts {
     int threads;              /* <= 0: all cores */
@@ -67,11 +68,17 @@ typedef struct ms_audit_opts {
                                  fewer threads run; MS_ERR_NOMEM from
                                  ms_audit_open when one row per model does
                                  not fit. Per-tensor state, the stable-rank
-                                 sketch and mapped pages are not counted. */
+                                 sketch and mapped pages are not counted.
+                                 A worker's store of |delta| values near
+                                 the trim cuts (TIES) takes at most 96 MiB,
+                                 and at most a quarter of max_memory. */
     uint64_t seed;            /* DARE / DELLA draws */
     int replicates;           /* extra draws for intervals; < 0: 8 */
     double sample;            /* fraction of row chunks; 0 or >= 1: all */
     bool stats_only;          /* no simulation (no shares) */
+    bool exact_select;        /* trim cuts (TIES) from two exact histogram
+                                 passes, not from sampled bounds: slower,
+                                 the same result (for checking) */
     size_t stage;             /* MS_RECIPE_NONE: the last stage */
     const ms_resolve_opts *resolve;
     ms_progress_fn progress;  /* bytes done / total, serialised */
