@@ -211,47 +211,78 @@ bool au_fast_keys_room(const ms_audit *a, const au_task *t, au_worker *w, size_t
  * not wait on each other.
  */
 #define COPIES 8
+static const int sel_shift[3] = {16, 8, 0};
+
+static uint32_t sel_digit(uint32_t key, int level, uint32_t first)
+{
+    return level == 0 ? (key >> 16) - first : (key >> sel_shift[level]) & 0xffu;
+}
+
+/* The bin of ascending rank pos (below: keys in lower levels' bins before
+ * this one); *n its count, *below_out the keys in lower bins here. */
+static uint32_t pick(const uint32_t *cnt, size_t bins, uint64_t below, uint64_t pos,
+                     uint64_t *n_out, uint64_t *below_out)
+{
+    uint64_t cum = 0, n = 0;
+    size_t b = 0;
+    for (; b < bins; b++) {
+        n = 0;
+        for (size_t j = 0; j < COPIES; j++)
+            n += cnt[j * bins + b];
+        if (below + cum + n > pos)
+            break;
+        cum += n;
+    }
+    if (b == bins) { /* pos past the keys: cannot happen for pos < u */
+        b = bins - 1;
+        cum -= n;
+    }
+    *n_out = n;
+    *below_out = cum;
+    return (uint32_t)b;
+}
+
 static void select_key(uint32_t *key, size_t u, uint64_t pos, uint32_t lo, uint32_t hi,
                        uint32_t *cnt, ms_select *out)
 {
-    static const int shift[3] = {16, 8, 0};
-    uint32_t first = lo >> 16, nb = (hi >> 16) - first + 1, chosen = 0;
-    uint64_t below = 0;
-    for (int level = 0; level < 3; level++) {
-        int sh = shift[level];
-        uint32_t mask = level == 0 ? 0xffffu : 0xffu, off = level == 0 ? first : 0;
-        size_t bins = level == 0 ? nb : 256, p = 0;
+    uint32_t first = lo >> 16, chosen = 0;
+    size_t bins = (hi >> 16) - first + 1, p = 0;
+    uint64_t below = 0, n = 0, cum;
+    int level = 0;
+    if (bins == 1) { /* one level-1 bin: go straight to the next digit */
+        level = 1;
+        bins = 256;
         memset(cnt, 0, COPIES * bins * sizeof(uint32_t));
-        for (; p + COPIES <= u; p += COPIES)
-            for (size_t j = 0; j < COPIES; j++)
-                cnt[j * bins + (((key[p + j] >> sh) & mask) - off)]++;
-        for (; p < u; p++)
-            cnt[((key[p] >> sh) & mask) - off]++;
-        uint64_t cum = 0, n = 0;
-        size_t b = 0;
-        for (; b < bins; b++) {
-            n = 0;
-            for (size_t j = 0; j < COPIES; j++)
-                n += cnt[j * bins + b];
-            if (below + cum + n > pos)
-                break;
-            cum += n;
-        }
-        if (b == bins) /* pos past the keys: cannot happen for pos < u */
-            b = bins - 1;
+        for (p = 0; p < u; p++)
+            cnt[(p & (COPIES - 1)) * bins + sel_digit(key[p], 1, first)]++;
+        chosen = first << 16;
+    } else {
+        memset(cnt, 0, COPIES * bins * sizeof(uint32_t));
+        for (p = 0; p < u; p++)
+            cnt[(p & (COPIES - 1)) * bins + sel_digit(key[p], 0, first)]++;
+    }
+    for (; level < 3; level++) {
+        uint32_t v = pick(cnt, bins, below, pos, &n, &cum);
         below += cum;
-        uint32_t v = (uint32_t)b + off;
-        chosen |= v << sh;
-        size_t m = 0;
+        chosen |= (level == 0 ? v + first : v) << sel_shift[level];
+        if (level == 2)
+            break;
+        /* keep the keys of bin v and count them by the next digit */
+        size_t m = 0, nb = 256;
+        memset(cnt, 0, COPIES * nb * sizeof(uint32_t));
         for (p = 0; p < u; p++) { /* branch-free: the bins mix unpredictably */
-            key[m] = key[p];
-            m += ((key[p] >> sh) & mask) == v;
+            uint32_t k = key[p];
+            bool in = sel_digit(k, level, first) == v;
+            key[m] = k;
+            cnt[(p & (COPIES - 1)) * nb + sel_digit(k, level + 1, first)] += in;
+            m += in;
         }
         u = m;
-        out->equal = n;
+        bins = nb;
     }
     out->bits = chosen;
     out->below = below;
+    out->equal = n;
 }
 
 /*
@@ -316,7 +347,6 @@ static void add_out(au_gta_out *to, const au_gta_out *o, size_t k)
     to->mm += o->mm;
     for (size_t q = 0; q < k; q++) {
         to->dot[q] += o->dot[q];
-        to->tot[q] += o->tot[q];
         to->lost[q] += o->lost[q];
         to->sign[q] += o->sign[q];
         to->small[q] += o->small[q];
@@ -404,7 +434,8 @@ static void commit(au_task *t, const fast_run *f)
     for (size_t q = 0; q < f->k; q++) {
         size_t i = f->idx[q];
         t->dot[i] = o->dot[q];
-        t->disc_sq[i] = o->tot[q];
+        size_t r = (size_t)t->in[i].srow;
+        t->disc_sq[i] = t->gram[r * t->m + r];
         t->disc_trim[i] = o->lost[q];
         t->disc_sign[i] = o->sign[q];
         t->small[i] += o->small[q];

@@ -246,12 +246,12 @@ typedef struct au_gta_in {
     uint32_t small_key;               /* count |delta| bits below; 0: none */
 } au_gta_in;
 
-/* Added to: per donor <part, M>, ||delta||^2, the part trimmed and the
- * part lost in the sign election (squared), values equal to thr, small
- * deltas; ||M||^2; conflicts among kept pairs [p * k + q], p < q. */
+/* Added to: per donor <part, M>, the part trimmed and the part lost in
+ * the sign election (squared), values equal to thr, small deltas; ||M||^2;
+ * conflicts among kept pairs [p * k + q], p < q. (||delta||^2 is the Gram
+ * diagonal of the statistics pass.) */
 typedef struct au_gta_out {
-    double dot[AU_STATS_MAXIN], mm, tot[AU_STATS_MAXIN], lost[AU_STATS_MAXIN],
-        sign[AU_STATS_MAXIN];
+    double dot[AU_STATS_MAXIN], mm, lost[AU_STATS_MAXIN], sign[AU_STATS_MAXIN];
     uint64_t eq[AU_STATS_MAXIN], small[AU_STATS_MAXIN];
     uint64_t nn[AU_STATS_MAXIN * AU_STATS_MAXIN], opp[AU_STATS_MAXIN * AU_STATS_MAXIN];
 } au_gta_out;

@@ -32,7 +32,7 @@ typedef uint32_t vu __attribute__((vector_size(64)));
 typedef uint8_t vb __attribute__((vector_size(16)));
 
 typedef struct run_acc {
-    vf dot[FM], mm, tot[FM], lost[FM], sign[FM];
+    vf dot[FM], mm, lost[FM], sign[FM];
     vi eq[FM], small[FM], nn[FM * FM], opp[FM * FM];
 } run_acc;
 
@@ -84,7 +84,6 @@ static void flush_run(const au_gta_in *in, run_acc *r, size_t pad, au_gta_out *o
     o->mm += hsum(r->mm);
     for (size_t q = 0; q < k; q++) {
         o->dot[q] += hsum(r->dot[q]);
-        o->tot[q] += hsum(r->tot[q]);
         o->lost[q] += hsum(r->lost[q]);
         o->sign[q] += hsum(r->sign[q]);
         o->eq[q] += isum(r->eq[q]);
@@ -106,27 +105,28 @@ INLINE void one_vector(const au_gta_in *in, vf b, const vf *x, const vf *kp, run
                        size_t k)
 {
     vf d[FM], wd[FM], part[FM], keep[FM];
+    vi on[FM];                    /* kept and nonzero */
     vf sw = (vf){0};
     for (size_t q = 0; q < k; q++) {
         d[q] = x[q] - b;
         vu key = (vu)((vi)d[q] & 0x7fffffff);
+        vi kept;
         if (in->explicit_keep) {
             keep[q] = kp[q];
+            kept = (vi)(kp[q] != 0.0f);
         } else {
             vi eq = (vi)(key == in->thr[q]);
             r->eq[q] -= eq;
-            vi kept = (vi)(key > in->thr[q]) | (in->tie[q] ? eq : (vi){0});
+            kept = (vi)(key > in->thr[q]) | (in->tie[q] ? eq : (vi){0});
             keep[q] = (vf)(kept & (vi)((vf){0} + 1.0f));
         }
+        on[q] = kept & (vi)(key != 0);
         if (in->small_key)
             r->small[q] -= (vi)(key < in->small_key);
-    }
-    for (size_t q = 0; q < k; q++) {
+        /* masks multiply, as mergekit's x * mask does */
         wd[q] = (d[q] * keep[q]) * in->w[q];
         sw += wd[q];
-        r->tot[q] += d[q] * d[q];
-        vf lost = d[q] * ((vf){0} + 1.0f - keep[q]);
-        r->lost[q] += lost * lost;
+        r->lost[q] += (vf)((vi)(d[q] * d[q]) & ~kept);
     }
     vf div = (vf){0} + (in->consensus ? 0.0f : in->divisor);
     vi pos = (vi)(sw >= 0.0f);
@@ -156,11 +156,10 @@ INLINE void one_vector(const au_gta_in *in, vf b, const vf *x, const vf *kp, run
     r->mm += mv * mv;
     for (size_t q = 0; q < k; q++) {
         r->dot[q] += part[q] * mv;
-        vi on_q = (vi)(keep[q] != 0.0f) & (vi)(d[q] != 0.0f);
         for (size_t p = q + 1; p < k; p++) {
-            vi on = on_q & (vi)(keep[p] != 0.0f) & (vi)(d[p] != 0.0f);
-            r->nn[q * k + p] -= on;
-            r->opp[q * k + p] -= on & ((vi)(d[q] < 0.0f) ^ (vi)(d[p] < 0.0f));
+            vi both = on[q] & on[p];
+            r->nn[q * k + p] -= both;
+            r->opp[q * k + p] -= both & (vi)(((vi)d[q] ^ (vi)d[p]) < 0);
         }
     }
 }
