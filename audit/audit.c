@@ -286,7 +286,8 @@ static ms_status build_tasks(ms_audit *a, ms_error *err)
 }
 
 /*
- * Elements per model per chunk: --chunk-elems (default 128 Ki), lowered so
+ * Elements per model per chunk: --chunk-elems (default 32 Ki: the chunk of
+ * every input fits the L2 cache beside its deltas), lowered so
  * that one worker's buffers (MS_AUDIT_BUF_BYTES per element for each of the
  * most inputs any tensor has) fit max_memory. The thread count plays no
  * part, so results do not depend on it. A budget below one row per model
@@ -294,7 +295,7 @@ static ms_status build_tasks(ms_audit *a, ms_error *err)
  */
 static ms_status chunk_budget(ms_audit *a, ms_error *err)
 {
-    a->chunk_limit = a->opts.chunk_elems ? a->opts.chunk_elems : (size_t)128 << 10;
+    a->chunk_limit = a->opts.chunk_elems ? a->opts.chunk_elems : (size_t)32 << 10;
     uint64_t mem = a->opts.max_memory;
     if (!mem)
         return MS_OK;

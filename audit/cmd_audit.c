@@ -383,7 +383,7 @@ int cmd_audit(int argc, char **argv)
                      "find trim cuts with two exact passes (slower, same result)"),
         MS_OPT_STRING_(0, "stage", &o.stage, "NAME", "the stage of a multi-document recipe"),
         MS_OPT_INT_(0, "chunk-elems", &o.chunk_elems, "N",
-                    "elements per model in one row chunk (default 131072)", 1, 1L << 26),
+                    "elements per model in one row chunk (default 32768)", 1, 1L << 26),
         MS_OPT_GROUP_("rebalancing"),
         MS_OPT_STRING_(0, "suggest", &o.suggest, "OUT.yml", "write a reweighted recipe"),
         MS_OPT_STRING_(0, "target", &o.target, "SPEC",

@@ -59,7 +59,7 @@
 
 typedef struct ms_audit_opts {
     int threads;              /* <= 0: all cores */
-    size_t chunk_elems;       /* 0: 128 Ki elements per model per chunk */
+    size_t chunk_elems;       /* 0: 32 Ki elements per model per chunk */
     uint64_t max_memory;      /* bytes for the workers' chunk buffers
                                  (threads x models x chunk x
                                  MS_AUDIT_BUF_BYTES); 0: no limit. Chunks
