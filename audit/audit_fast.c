@@ -395,6 +395,17 @@ static void run_chunk(const au_task *t, au_worker *w, fast_run *f, au_gta_in *in
     }
     if (redo) {
         au_gta_in ex = *in;
+        if (in->bh) { /* ms_cut_apply wants floats: decode into x */
+            float *b = w->x + (size_t)t->base * w->cap;
+            (void)ms_dtype_to_f32(MS_DTYPE_BF16, in->bh, in->n, b); /* plain */
+            ex.b = b;
+            for (size_t q = 0; q < f->k; q++) {
+                float *x = w->x + f->idx[q] * w->cap;
+                (void)ms_dtype_to_f32(MS_DTYPE_BF16, in->xh[q], in->n, x);
+                ex.x[q] = x;
+            }
+            ex.bh = NULL;
+        }
         ex.explicit_keep = true;
         ex.small_key = 0; /* counted by the first run */
         for (size_t q = 0; q < f->k; q++) {
@@ -403,7 +414,7 @@ static void run_chunk(const au_task *t, au_worker *w, fast_run *f, au_gta_in *in
             c.seen_b = 0;
             float *d = w->s + q * w->cap;
             for (size_t j = 0; j < in->n; j++)
-                d[j] = in->x[q][j] - in->b[j];
+                d[j] = ex.x[q][j] - ex.b[j];
             ex.keep[q] = w->keep + q * w->cap;
             ms_cut_apply(&c, d, in->n, w->keep + q * w->cap);
         }
@@ -463,13 +474,17 @@ ms_status au_fast_apply(ms_audit *a, au_task *t, au_worker *w, bool count_small,
     for (uint64_t c = 0; c < t->n_chunks; c++) {
         int64_t row0;
         int64_t nr = au_chunk_rows(t, c, &row0);
-        ms_status st = au_read_inputs(a, t, w, row0, nr, err);
+        bool bf16 = au_read_bf16(a, t, w, row0, nr);
+        ms_status st = bf16 ? MS_OK : au_read_inputs(a, t, w, row0, nr, err);
         if (st)
             return st;
         in.n = (size_t)(nr * t->cols);
         in.b = w->x + (size_t)t->base * w->cap;
-        for (size_t q = 0; q < f.k; q++)
+        in.bh = bf16 ? w->hx + (size_t)t->base * w->cap : NULL;
+        for (size_t q = 0; q < f.k; q++) {
             in.x[q] = w->x + f.idx[q] * w->cap;
+            in.xh[q] = w->hx + f.idx[q] * w->cap;
+        }
         run_chunk(t, w, &f, &in);
         au_progress(a, au_chunk_bytes(t, nr));
     }

@@ -99,7 +99,8 @@ typedef struct au_worker {
     float *x;               /* n_in_max * cap */
     float *s;               /* n_in_max * cap (stacked) */
     uint8_t *keep;          /* n_in_max * cap */
-    uint8_t *raw;           /* one input's file bytes (pread), raw_cap */
+    uint16_t *hx;           /* n_in_max * cap: the inputs' bf16 bits */
+    uint8_t *raw;           /* one input's file bytes (pread), raw_cap (in hx) */
     size_t raw_cap;
     float *prob;            /* n_in_max * cap (della) */
     uint64_t *scratch;      /* cols_max */
@@ -183,6 +184,8 @@ void au_worker_free(au_worker *w);
 typedef struct au_stats_in {
     const float *b;                 /* base, nr * cols */
     const float *x[AU_STATS_MAXIN]; /* the k donors' inputs, nr * cols each */
+    /* or, when bh is set, the bf16 bits of the inputs (b and x unused) */
+    const uint16_t *bh, *xh[AU_STATS_MAXIN];
     size_t k, nr, cols;
     float small_thr;                /* count |delta| < small_thr (> 0) */
     bool count_small;
@@ -231,6 +234,8 @@ void au_stats_chunk_base(const au_stats_in *in, au_stats_out *o);
 typedef struct au_gta_in {
     const float *b;                   /* base, n */
     const float *x[AU_STATS_MAXIN];   /* the k donors' inputs (not deltas) */
+    /* or, when bh is set, the bf16 bits of the inputs (b and x unused) */
+    const uint16_t *bh, *xh[AU_STATS_MAXIN];
     size_t k, n;
     float w[AU_STATS_MAXIN];          /* weights */
     float lam, divisor;               /* lambda; sum of weights (no consensus) */
@@ -265,6 +270,9 @@ void au_gta_chunk_base(const au_gta_in *in, au_gta_out *o);
 ms_status au_read_inputs(ms_audit *a, au_task *t, au_worker *w, int64_t row0, int64_t nr,
                          ms_error *err);
 void au_progress(ms_audit *a, uint64_t bytes);
+/* Read a chunk of every input as bf16 bits into w->hx (input i at i * cap)
+ * when all are stored so; false: read them as floats instead. */
+bool au_read_bf16(ms_audit *a, const au_task *t, au_worker *w, int64_t row0, int64_t nr);
 uint64_t au_chunk_bytes(const au_task *t, int64_t nr);
 
 /* audit_fast.c (see there) */

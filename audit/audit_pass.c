@@ -43,8 +43,10 @@ ms_status au_worker_init(au_worker *w, const ms_audit *a)
     w->x = ms_alloc_array(n * w->cap, sizeof(float));
     w->s = ms_alloc_array(n * w->cap, sizeof(float));
     w->keep = ms_alloc_array(n * w->cap, 1);
-    w->raw_cap = w->cap * 2; /* file bytes of a 16-bit or quantized chunk */
-    w->raw = ms_alloc_array(w->raw_cap, 1);
+    /* every input's bf16 bits, or one input's file bytes before decoding */
+    w->hx = ms_alloc_array(n * w->cap, sizeof(uint16_t));
+    w->raw = (uint8_t *)w->hx;
+    w->raw_cap = n * w->cap * sizeof(uint16_t);
     w->scratch = ms_alloc_array((size_t)a->cols_max + 1, sizeof(uint64_t));
     w->sign = ms_alloc_array((size_t)a->cols_max + AU_SKETCH_BUCKETS, sizeof(float));
     w->g = ms_alloc_array(AU_SKETCH_BUCKETS * AU_P, sizeof(float));
@@ -59,7 +61,7 @@ void au_worker_free(au_worker *w)
     free(w->x);
     free(w->s);
     free(w->keep);
-    free(w->raw);
+    free(w->hx);
     free(w->prob);
     free(w->scratch);
     free(w->hist);
@@ -164,6 +166,24 @@ static ms_status read_inputs(ms_audit *a, au_task *t, au_worker *w,
                          (uint64_t)nr * in->t->row_bytes);
     }
     return MS_OK;
+}
+
+static bool plain_bf16(const ms_tensor *t)
+{
+    return t->dtype == MS_DTYPE_BF16 && t->permute_heads == 0 && t->value_offset == 0.0f &&
+           t->row_bytes == (uint64_t)t->n_cols * 2;
+}
+
+bool au_read_bf16(ms_audit *a, const au_task *t, au_worker *w, int64_t row0, int64_t nr)
+{
+    for (size_t i = 0; i < t->n_in; i++)
+        if (!plain_bf16(t->in[i].t))
+            return false;
+    for (size_t i = 0; i < t->n_in; i++)
+        if (!ms_model_pread_bytes(a->models[t->in[i].model], t->in[i].t, row0, nr,
+                                  w->hx + i * w->cap))
+            return false;
+    return true;
 }
 
 ms_status au_read_inputs(ms_audit *a, au_task *t, au_worker *w, int64_t row0, int64_t nr,
@@ -372,6 +392,20 @@ static void q8_rows(au_task *t, size_t i, const float *x, int64_t row0, int64_t 
         }
 }
 
+/* In a chunk read as bf16 bits: decode, into the input's float buffer,
+ * the rows q8_rows looks at. */
+static void q8_decode_rows(const au_task *t, au_worker *w, size_t i, int64_t row0,
+                           int64_t nr)
+{
+    if (t->cols % 32 != 0 || t->in[i].donor == AU_NONE)
+        return;
+    size_t cols = (size_t)t->cols;
+    int64_t stride = q8_stride(t);
+    for (int64_t r = (stride - row0 % stride) % stride; r < nr; r += stride)
+        (void)ms_dtype_to_f32(MS_DTYPE_BF16, w->hx + i * w->cap + (size_t)r * cols, cols,
+                              w->x + i * w->cap + (size_t)r * cols); /* plain: no error */
+}
+
 /* The fused path's per-donor leftovers: the magnitude histogram of the
  * deltas (formed again in short runs) and the Q8_0 lattice test. */
 static void donor_extra(au_task *t, size_t i, const float *b, const float *x,
@@ -568,18 +602,26 @@ static ms_status fused_chunk(ms_audit *a, au_task *t, au_worker *w, uint64_t c,
 {
     int64_t row0;
     int64_t nr = au_chunk_rows(t, c, &row0);
-    ms_status st = read_inputs(a, t, w, row0, nr, false, err);
+    bool hist = false;
+    for (size_t i = 0; i < t->n_in; i++)
+        hist |= needs_hist(t, i) && !t->fast;
+    /* bf16 inputs go to the kernel as they are stored (the exact
+     * histogram wants the deltas as floats) */
+    bool bf16 = !hist && au_read_bf16(a, t, w, row0, nr);
+    ms_status st = bf16 ? MS_OK : read_inputs(a, t, w, row0, nr, false, err);
     if (st)
         return st;
     au_stats_in in;
     memset(&in, 0, sizeof(in));
     size_t idx[AU_STATS_MAXIN];
     in.b = w->x + (size_t)t->base * w->cap;
+    in.bh = bf16 ? w->hx + (size_t)t->base * w->cap : NULL;
     for (size_t i = 0; i < t->n_in; i++) {
         if ((int)i == t->base)
             continue;
         idx[in.k] = i;
         in.x[in.k] = w->x + i * w->cap;
+        in.xh[in.k] = w->hx + i * w->cap;
         if (t->sketch)
             in.y[in.k] = w->y + i * ysz + (size_t)row0 * AU_P;
         in.k++;
@@ -606,8 +648,10 @@ static ms_status fused_chunk(ms_audit *a, au_task *t, au_worker *w, uint64_t c,
         size_t i = idx[q];
         w->n_keys[i] += in.bounds ? o->n_keys[q] : 0;
         t->above[i] += in.bounds ? o->above[q] : 0;
-        bool hist = needs_hist(t, i) && !t->fast;
-        donor_extra(t, i, in.b, in.x[q], row0, nr, hist ? w->hist + i * MS_HIST_BINS : NULL);
+        if (bf16)
+            q8_decode_rows(t, w, i, row0, nr);
+        bool h = needs_hist(t, i) && !t->fast;
+        donor_extra(t, i, in.b, in.x[q], row0, nr, h ? w->hist + i * MS_HIST_BINS : NULL);
     }
     return MS_OK;
 }

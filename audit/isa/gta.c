@@ -36,6 +36,34 @@ typedef struct run_acc {
     vi eq[FM], small[FM], nn[FM * FM], opp[FM * FM];
 } run_acc;
 
+typedef uint16_t vh __attribute__((vector_size(32)));
+
+/* 16 values at index i of a float32 or (h set) bf16 array. */
+static inline __attribute__((always_inline)) vf load_at(const float *f, const uint16_t *h, size_t i)
+{
+    if (h) {
+        vh v;
+        memcpy(&v, h + i, sizeof(v));
+        return (vf)(__builtin_convertvector(v, vu) << 16);
+    }
+    vf v;
+    memcpy(&v, f + i, sizeof(v));
+    return v;
+}
+
+/* The first len (< 16) of them, zeros after. */
+static inline __attribute__((always_inline)) vf load_part(const float *f, const uint16_t *h, size_t i, size_t len)
+{
+    float t[LANES] = {0};
+    uint16_t th[LANES] = {0};
+    if (h) {
+        memcpy(th, h + i, len * sizeof(uint16_t));
+        return load_at(NULL, th, 0);
+    }
+    memcpy(t, f + i, len * sizeof(float));
+    return load_at(t, NULL, 0);
+}
+
 static inline vf vload(const float *p)
 {
     vf v;
@@ -171,9 +199,7 @@ static inline vf keep_vector(const uint8_t *kp)
     return __builtin_convertvector(v, vf);
 }
 
-/* k is a constant in the calls from au_gta_chunk for the usual donor
- * counts, which lets the compiler keep the per-donor vectors in registers. */
-INLINE void gta_run(const au_gta_in *in, au_gta_out *o, size_t k)
+INLINE void gta_run(const au_gta_in *in, au_gta_out *o, size_t k, bool bf16)
 {
     run_acc r;
     clear_run(&r, k);
@@ -186,20 +212,17 @@ INLINE void gta_run(const au_gta_in *in, au_gta_out *o, size_t k)
             size_t len = s1 - j < LANES ? s1 - j : LANES;
             vf b;
             if (len == LANES) {
-                b = vload(in->b + j);
+                b = load_at(in->b, bf16 ? in->bh : NULL, j);
                 for (size_t q = 0; q < k; q++) {
-                    x[q] = vload(in->x[q] + j);
+                    x[q] = load_at(in->x[q], bf16 ? in->xh[q] : NULL, j);
                     if (in->explicit_keep)
                         kp[q] = keep_vector(in->keep[q] + j);
                 }
             } else { /* zero lanes past the end: no delta, nothing kept */
-                float tb[LANES] = {0}, tx[LANES] = {0};
                 uint8_t tk[LANES] = {0};
-                memcpy(tb, in->b + j, len * sizeof(float));
-                b = vload(tb);
+                b = load_part(in->b, bf16 ? in->bh : NULL, j, len);
                 for (size_t q = 0; q < k; q++) {
-                    memcpy(tx, in->x[q] + j, len * sizeof(float));
-                    x[q] = vload(tx);
+                    x[q] = load_part(in->x[q], bf16 ? in->xh[q] : NULL, j, len);
                     if (in->explicit_keep) {
                         memcpy(tk, in->keep[q] + j, len);
                         kp[q] = keep_vector(tk);
@@ -213,16 +236,25 @@ INLINE void gta_run(const au_gta_in *in, au_gta_out *o, size_t k)
     }
 }
 
+/* k and the input format are constants in these calls, for the usual
+ * donor counts: the compiler keeps the per-donor vectors in registers. */
+#define GTA_CASES(h)                                                          \
+    switch (in->k) {                                                          \
+    case 1: gta_run(in, o, 1, h); break;                                      \
+    case 2: gta_run(in, o, 2, h); break;                                      \
+    case 3: gta_run(in, o, 3, h); break;                                      \
+    case 4: gta_run(in, o, 4, h); break;                                      \
+    case 5: gta_run(in, o, 5, h); break;                                      \
+    case 6: gta_run(in, o, 6, h); break;                                      \
+    case 7: gta_run(in, o, 7, h); break;                                      \
+    default: gta_run(in, o, in->k, h); break;                                 \
+    }
+
 void AU_ISA(au_gta_chunk)(const au_gta_in *in, au_gta_out *o)
 {
-    switch (in->k) {
-    case 1: gta_run(in, o, 1); break;
-    case 2: gta_run(in, o, 2); break;
-    case 3: gta_run(in, o, 3); break;
-    case 4: gta_run(in, o, 4); break;
-    case 5: gta_run(in, o, 5); break;
-    case 6: gta_run(in, o, 6); break;
-    case 7: gta_run(in, o, 7); break;
-    default: gta_run(in, o, in->k); break;
+    if (in->bh) {
+        GTA_CASES(true)
+    } else {
+        GTA_CASES(false)
     }
 }

@@ -45,6 +45,34 @@ typedef struct run_acc {
     vi above[FM];
 } run_acc;
 
+typedef uint16_t vh __attribute__((vector_size(32)));
+
+/* 16 values at index i of a float32 or (h set) bf16 array. */
+static inline __attribute__((always_inline)) vf load_at(const float *f, const uint16_t *h, size_t i)
+{
+    if (h) {
+        vh v;
+        memcpy(&v, h + i, sizeof(v));
+        return (vf)(__builtin_convertvector(v, vu) << 16);
+    }
+    vf v;
+    memcpy(&v, f + i, sizeof(v));
+    return v;
+}
+
+/* The first len (< 16) of them, zeros after. */
+static inline __attribute__((always_inline)) vf load_part(const float *f, const uint16_t *h, size_t i, size_t len)
+{
+    float t[LANES] = {0};
+    uint16_t th[LANES] = {0};
+    if (h) {
+        memcpy(th, h + i, len * sizeof(uint16_t));
+        return load_at(NULL, th, 0);
+    }
+    memcpy(t, f + i, len * sizeof(float));
+    return load_at(t, NULL, 0);
+}
+
 static inline void clear_run(run_acc *r, size_t m)
 {
     memset(r->gram, 0, m * m * sizeof(vf));
@@ -104,24 +132,25 @@ static inline uint64_t isum(vi v)
 _Static_assert(AU_P == LANES, "one sketch probe per lane");
 _Static_assert(AU_SKETCH_BUCKETS == BLK, "one sketch bucket per column of a block");
 
-static inline void load_block(const au_stats_in *in, size_t off, size_t n, vf v[][NV])
+static inline __attribute__((always_inline)) void load_block(const au_stats_in *in,
+                                                              size_t off, size_t n,
+                                                              vf v[][NV], bool bf16)
 {
-    size_t full = n / LANES, k = in->k;
+    const uint16_t *bh = bf16 ? in->bh : NULL;
+    size_t full = n / LANES, k = in->k, rest = n % LANES;
     for (size_t j = 0; j < full; j++)
-        v[0][j] = vload(in->b + off + j * LANES);
+        v[0][j] = load_at(in->b, bh, off + j * LANES);
     for (size_t q = 0; q < k; q++)
         for (size_t j = 0; j < full; j++)
-            v[q + 1][j] = vload(in->x[q] + off + j * LANES) - v[0][j];
-    if (n % LANES == 0)
+            v[q + 1][j] = load_at(in->x[q], bh ? in->xh[q] : NULL, off + j * LANES) -
+                          v[0][j];
+    if (rest == 0)
         return;
-    float tb[LANES] = {0}, tx[LANES];
-    memcpy(tb, in->b + off + full * LANES, (n % LANES) * sizeof(float));
-    v[0][full] = vload(tb);
-    for (size_t q = 0; q < k; q++) {
-        memcpy(tx, tb, sizeof(tx));
-        memcpy(tx, in->x[q] + off + full * LANES, (n % LANES) * sizeof(float));
-        v[q + 1][full] = vload(tx) - v[0][full];
-    }
+    size_t at = off + full * LANES;
+    v[0][full] = load_part(in->b, bh, at, rest);
+    for (size_t q = 0; q < k; q++)
+        v[q + 1][full] = load_part(in->x[q], bh ? in->xh[q] : NULL, at, rest) -
+                         v[0][full];
 }
 
 static inline void block_stats(const au_stats_in *in, vf v[][NV], size_t nv, run_acc *r,
@@ -210,7 +239,8 @@ static inline void flush_run(const au_stats_in *in, run_acc *r, size_t pad, au_s
     clear_run(r, m);
 }
 
-void AU_ISA(au_stats_chunk)(const au_stats_in *in, au_stats_out *o)
+static inline __attribute__((always_inline)) void stats_run(const au_stats_in *in,
+                                                             au_stats_out *o, bool bf16)
 {
     vf v[FM][NV];
     vf sketch[FM][NV];
@@ -226,7 +256,7 @@ void AU_ISA(au_stats_chunk)(const au_stats_in *in, au_stats_out *o)
                 size_t n = s1 - off < BLK ? s1 - off : BLK;
                 size_t nv = (n + LANES - 1) / LANES;
                 pad += nv * LANES - n;
-                load_block(in, row * cols + off, n, v);
+                load_block(in, row * cols + off, n, v, bf16);
                 block_stats(in, v, nv, &r, in->sign ? sketch : NULL,
                             in->sign ? in->sign + off : NULL, o);
             }
@@ -237,4 +267,12 @@ void AU_ISA(au_stats_chunk)(const au_stats_in *in, au_stats_out *o)
         for (size_t q = 1; q <= in->k; q++)
             project_row(sketch[q], in->g, in->y[q - 1] + row * LANES);
     }
+}
+
+void AU_ISA(au_stats_chunk)(const au_stats_in *in, au_stats_out *o)
+{
+    if (in->bh) /* the input format a constant in each copy */
+        stats_run(in, o, true);
+    else
+        stats_run(in, o, false);
 }
