@@ -64,13 +64,6 @@ static inline __attribute__((always_inline)) vf load_part(const float *f, const 
     return load_at(t, NULL, 0);
 }
 
-static inline vf vload(const float *p)
-{
-    vf v;
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
 static inline double hsum(vf v)
 {
     double s = 0.0;
