@@ -108,8 +108,10 @@ static void set_bounds(au_task *t, size_t i, uint64_t *hist, const uint32_t *key
 ms_status au_fast_sample_pass(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
 {
     bool any = false;
-    for (size_t i = 0; i < t->n_in; i++)
+    for (size_t i = 0; i < t->n_in; i++) {
         any |= has_cut(t, i);
+        t->lo_key[i] = t->hi_key[i] = UINT32_MAX; /* nothing inside */
+    }
     t->bounds = any;
     if (!any)
         return MS_OK;

@@ -960,6 +960,17 @@ Test(audit_fast, sampled_bounds_give_the_exact_ties_cuts, .timeout = 300)
         double b = cJSON_GetObjectItem(cJSON_GetArrayItem(pb, p), "ties_conflict")->valuedouble;
         cr_expect(f == e && f == b, "pair %d: ties_conflict %.12f / %.12f / %.12f", p, f, e, b);
     }
+    /* one worker or two: the same bits */
+    cJSON *one = audit_bf16(dir, "fast-j1", "--threads=1", NULL);
+    cJSON *two = audit_bf16(dir, "fast-j2", "--threads=2", NULL);
+    cJSON_DeleteItemFromObject(one, "timing");
+    cJSON_DeleteItemFromObject(two, "timing");
+    char *s1 = cJSON_PrintUnformatted(one), *s2 = cJSON_PrintUnformatted(two);
+    cr_expect_str_eq(s1, s2);
+    free(s1);
+    free(s2);
+    cJSON_Delete(one);
+    cJSON_Delete(two);
     cJSON_Delete(truth);
     cJSON_Delete(fast);
     cJSON_Delete(exact);

@@ -180,14 +180,19 @@ static inline void block_stats(const au_stats_in *in, vf v[][NV], size_t nv, run
         r->small[q] = sm;
     }
     for (size_t q = 1; q < m && in->bounds; q++) {
+        /* lo <= key <= hi as one unsigned compare; with lo > 0 that also
+         * excludes zero */
         vu lo = (vu){0} + in->lo[q - 1], hi = (vu){0} + in->hi[q - 1];
+        vu span = (vu){0} + (in->hi[q - 1] - in->lo[q - 1]);
+        vi nonzero = (vi){0} - (in->lo[q - 1] == 0 ? 0 : 1); /* all ones: skip */
         vi above = r->above[q];
         uint32_t *dst = in->keys[q - 1];
         size_t n = o->n_keys[q - 1];
         for (size_t j = 0; j < nv; j++) {
             vu key = (vu)((vi)v[q][j] & absmask);
             above -= (vi)(key > hi);
-            n = append_keys(key, (vi)(key >= lo) & (vi)(key <= hi) & (vi)(key != 0), dst, n);
+            vi inside = (vi)(key - lo <= span) & (nonzero | (vi)(key != 0));
+            n = append_keys(key, inside, dst, n);
         }
         o->n_keys[q - 1] = n;
         r->above[q] = above;
