@@ -28,6 +28,11 @@
 #include "mergescope/util.h"
 #include "mergescope/banned.h"
 
+/* the scans over the kept values are written to vectorise (gcc: -O3) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
+
 #define RUN_ROWS 2              /* pre-pass: RUN_ROWS rows ... */
 #define RUN_STEP 32             /* ... in every RUN_STEP */
 #define SAMPLE_ALL (1u << 16)   /* tensors this small are histogrammed whole */
@@ -79,6 +84,7 @@ static void set_bounds(au_task *t, size_t i, uint64_t *hist, const uint32_t *key
     size_t s = start[runs];
     t->lo_key[i] = 1;
     t->hi_key[i] = 0x7fffffffu;
+    t->guess_key[i] = UINT32_MAX;
     if (s == 0)
         return;
     memset(hist, 0, MS_HIST_BINS * sizeof(uint64_t));
@@ -86,11 +92,15 @@ static void set_bounds(au_task *t, size_t i, uint64_t *hist, const uint32_t *key
         hist[keys[j] >> 16]++;
     double q = (double)t->sel[i][0].pos / (double)t->n_elems_on, c = q * (double)s;
     uint32_t cut = bin_at(hist, (uint64_t)c);
+    uint32_t *lo16 = calloc(MS_HIST_BINS, sizeof(uint32_t)); /* NULL: no guess */
     double sum = 0.0, sq = 0.0;
     for (size_t r = 0; r < runs; r++) {
         size_t above = 0, len = start[r + 1] - start[r];
-        for (size_t j = start[r]; j < start[r + 1]; j++)
+        for (size_t j = start[r]; j < start[r + 1]; j++) {
             above += (keys[j] >> 16) > cut;
+            if (lo16 && (keys[j] >> 16) == cut)
+                lo16[keys[j] & 0xffffu]++;
+        }
         double f = len ? (double)above / (double)len : 0.0;
         sum += f;
         sq += f * f;
@@ -103,6 +113,19 @@ static void set_bounds(au_task *t, size_t i, uint64_t *hist, const uint32_t *key
     double rlo = fmax(0.0, c - margin), rhi = fmin((double)s - 1.0, c + margin);
     t->lo_key[i] = bin_at(hist, (uint64_t)rlo) << 16;
     t->hi_key[i] = (bin_at(hist, (uint64_t)rhi) << 16) | 0xffffu;
+    /* the sampled value at the cut's rank: bf16 deltas repeat a few values,
+     * and most often the exact cut is this one (checked in exact_cut) */
+    uint64_t cum = 0;
+    for (uint32_t b = 0; b < cut; b++)
+        cum += hist[b];
+    for (uint32_t l = 0; lo16 && l < MS_HIST_BINS; l++) {
+        cum += lo16[l];
+        if ((double)cum > c) {
+            t->guess_key[i] = (cut << 16) | l;
+            break;
+        }
+    }
+    free(lo16);
 }
 
 ms_status au_fast_sample_pass(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
@@ -111,6 +134,7 @@ ms_status au_fast_sample_pass(ms_audit *a, au_task *t, au_worker *w, ms_error *e
     for (size_t i = 0; i < t->n_in; i++) {
         any |= has_cut(t, i);
         t->lo_key[i] = t->hi_key[i] = UINT32_MAX; /* nothing inside */
+        t->guess_key[i] = UINT32_MAX;
     }
     t->bounds = any;
     if (!any)
@@ -305,6 +329,22 @@ static bool exact_cut(au_task *t, au_worker *w, size_t i)
     if (r == 0) { /* exactly the values above hi are kept */
         c->a_bits = t->hi_key[i];
         return true;
+    }
+    /* the sampled guess, checked with one counting scan: it is the cut
+     * when the r-th largest kept value equals it */
+    uint32_t g = t->guess_key[i];
+    if (g != UINT32_MAX) {
+        uint64_t gt = 0, eq = 0;
+        const uint32_t *key = w->keys[i];
+        for (size_t p = 0; p < w->n_keys[i]; p++) {
+            gt += key[p] > g;
+            eq += key[p] == g;
+        }
+        if (gt < r && r <= gt + eq) {
+            c->a_bits = g;
+            c->need = r - gt;
+            return true;
+        }
     }
     ms_select s = {.pos = u - r};
     select_key(w->keys[i], u, u - r, t->lo_key[i], t->hi_key[i],
