@@ -28,10 +28,45 @@
 #include "mergescope/util.h"
 #include "mergescope/banned.h"
 
-/* the scans over the kept values are written to vectorise (gcc: -O3) */
+/* the scans over the kept values are written to vectorise (gcc: -O3),
+ * and built for AVX2 besides the baseline, the loader picking one */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3")
 #endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FAST_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define FAST_HOT
+#endif
+
+/* How many of the n keys lie in level-1 bins above cut. */
+FAST_HOT static size_t count_above_bin(const uint32_t *keys, size_t n, uint32_t cut)
+{
+    size_t above = 0;
+    for (size_t j = 0; j < n; j++)
+        above += (keys[j] >> 16) > cut;
+    return above;
+}
+
+/* Keys above g and equal to it. */
+FAST_HOT static void count_guess(const uint32_t *key, size_t n, uint32_t g, uint64_t *gt,
+                                 uint64_t *eq)
+{
+    uint64_t a = 0, e = 0;
+    for (size_t p = 0; p < n; p++) {
+        a += key[p] > g;
+        e += key[p] == g;
+    }
+    *gt = a;
+    *eq = e;
+}
+
+/* k[j] = the float bits of |x[j] - b[j]|. */
+FAST_HOT static void abs_keys(const float *x, const float *b, size_t n, uint32_t *k)
+{
+    for (size_t j = 0; j < n; j++)
+        k[j] = ms_abs_bits(x[j] - b[j]);
+}
 
 #define RUN_ROWS 2              /* pre-pass: RUN_ROWS rows ... */
 #define RUN_STEP 32             /* ... in every RUN_STEP */
@@ -84,7 +119,6 @@ static void set_bounds(au_task *t, size_t i, uint64_t *hist, const uint32_t *key
     size_t s = start[runs];
     t->lo_key[i] = 1;
     t->hi_key[i] = 0x7fffffffu;
-    t->guess_key[i] = UINT32_MAX;
     if (s == 0)
         return;
     memset(hist, 0, MS_HIST_BINS * sizeof(uint64_t));
@@ -92,15 +126,10 @@ static void set_bounds(au_task *t, size_t i, uint64_t *hist, const uint32_t *key
         hist[keys[j] >> 16]++;
     double q = (double)t->sel[i][0].pos / (double)t->n_elems_on, c = q * (double)s;
     uint32_t cut = bin_at(hist, (uint64_t)c);
-    uint32_t *lo16 = calloc(MS_HIST_BINS, sizeof(uint32_t)); /* NULL: no guess */
     double sum = 0.0, sq = 0.0;
     for (size_t r = 0; r < runs; r++) {
-        size_t above = 0, len = start[r + 1] - start[r];
-        for (size_t j = start[r]; j < start[r + 1]; j++) {
-            above += (keys[j] >> 16) > cut;
-            if (lo16 && (keys[j] >> 16) == cut)
-                lo16[keys[j] & 0xffffu]++;
-        }
+        size_t len = start[r + 1] - start[r];
+        size_t above = count_above_bin(keys + start[r], len, cut);
         double f = len ? (double)above / (double)len : 0.0;
         sum += f;
         sq += f * f;
@@ -113,19 +142,6 @@ static void set_bounds(au_task *t, size_t i, uint64_t *hist, const uint32_t *key
     double rlo = fmax(0.0, c - margin), rhi = fmin((double)s - 1.0, c + margin);
     t->lo_key[i] = bin_at(hist, (uint64_t)rlo) << 16;
     t->hi_key[i] = (bin_at(hist, (uint64_t)rhi) << 16) | 0xffffu;
-    /* the sampled value at the cut's rank: bf16 deltas repeat a few values,
-     * and most often the exact cut is this one (checked in exact_cut) */
-    uint64_t cum = 0;
-    for (uint32_t b = 0; b < cut; b++)
-        cum += hist[b];
-    for (uint32_t l = 0; lo16 && l < MS_HIST_BINS; l++) {
-        cum += lo16[l];
-        if ((double)cum > c) {
-            t->guess_key[i] = (cut << 16) | l;
-            break;
-        }
-    }
-    free(lo16);
 }
 
 ms_status au_fast_sample_pass(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
@@ -134,7 +150,6 @@ ms_status au_fast_sample_pass(ms_audit *a, au_task *t, au_worker *w, ms_error *e
     for (size_t i = 0; i < t->n_in; i++) {
         any |= has_cut(t, i);
         t->lo_key[i] = t->hi_key[i] = UINT32_MAX; /* nothing inside */
-        t->guess_key[i] = UINT32_MAX;
     }
     t->bounds = any;
     if (!any)
@@ -171,9 +186,7 @@ ms_status au_fast_sample_pass(ms_audit *a, au_task *t, au_worker *w, ms_error *e
             if (!has_cut(t, i))
                 continue;
             const float *x = w->x + i * w->cap;
-            uint32_t *k = w->keys[i] + w->n_keys[i];
-            for (size_t j = 0; j < nn; j++)
-                k[j] = ms_abs_bits(x[j] - b[j]);
+            abs_keys(x, b, nn, w->keys[i] + w->n_keys[i]);
             w->n_keys[i] += nn;
         }
     }
@@ -311,6 +324,28 @@ static void select_key(uint32_t *key, size_t u, uint64_t pos, uint32_t lo, uint3
     out->equal = n;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The value at ascending rank pos of u keys, estimated from GUESS_N of
+ * them evenly spaced. */
+#define GUESS_N 2048
+static uint32_t guess_cut(const uint32_t *key, size_t u, uint64_t pos)
+{
+    uint32_t sub[GUESS_N];
+    size_t m = u < GUESS_N ? u : GUESS_N;
+    if (m == 0)
+        return UINT32_MAX;
+    for (size_t j = 0; j < m; j++)
+        sub[j] = key[(size_t)((double)j * (double)u / (double)m)];
+    qsort(sub, m, sizeof(sub[0]), cmp_u32);
+    size_t at = (size_t)((double)pos * (double)m / (double)u);
+    return sub[at < m ? at : m - 1];
+}
+
 /*
  * Donor input i's exact cut from the values above its bounds (counted)
  * and inside them (kept): r = k - above are kept from inside, the largest
@@ -330,21 +365,16 @@ static bool exact_cut(au_task *t, au_worker *w, size_t i)
         c->a_bits = t->hi_key[i];
         return true;
     }
-    /* the sampled guess, checked with one counting scan: it is the cut
-     * when the r-th largest kept value equals it */
-    uint32_t g = t->guess_key[i];
-    if (g != UINT32_MAX) {
-        uint64_t gt = 0, eq = 0;
-        const uint32_t *key = w->keys[i];
-        for (size_t p = 0; p < w->n_keys[i]; p++) {
-            gt += key[p] > g;
-            eq += key[p] == g;
-        }
-        if (gt < r && r <= gt + eq) {
-            c->a_bits = g;
-            c->need = r - gt;
-            return true;
-        }
+    /* bf16 deltas repeat a few values: the cut is most often the value at
+     * its rank in a small sorted subsample of the kept values, which one
+     * counting scan confirms (the r-th largest equals it) */
+    uint32_t g = guess_cut(w->keys[i], u, u - r);
+    uint64_t gt, eq;
+    count_guess(w->keys[i], u, g, &gt, &eq);
+    if (gt < r && r <= gt + eq) {
+        c->a_bits = g;
+        c->need = r - gt;
+        return true;
     }
     ms_select s = {.pos = u - r};
     select_key(w->keys[i], u, u - r, t->lo_key[i], t->hi_key[i],

@@ -90,7 +90,6 @@ typedef struct au_task {
     /* audit_fast.c: trim bounds (|delta| bits), values above them */
     bool fast, bounds, keys_full;
     uint32_t lo_key[AU_MAXIN], hi_key[AU_MAXIN];
-    uint32_t guess_key[AU_MAXIN]; /* the sampled cut value, UINT32_MAX: none */
     uint64_t above[AU_MAXIN];
 } au_task;
 
