@@ -505,15 +505,8 @@ static void run_chunk(const au_task *t, au_worker *w, fast_run *f, au_gta_in *in
 static void commit(au_task *t, const fast_run *f)
 {
     const au_gta_out *o = &f->total;
+    au_clear_sim(t);
     t->mm[0] = o->mm;
-    memset(t->dot, 0, t->n_in * sizeof(double));
-    memset(t->disc_sq, 0, sizeof(t->disc_sq));
-    memset(t->disc_trim, 0, sizeof(t->disc_trim));
-    memset(t->disc_sign, 0, sizeof(t->disc_sign));
-    if (t->kept_nn) {
-        memset(t->kept_nn, 0, t->n_in * t->n_in * sizeof(uint64_t));
-        memset(t->kept_opp, 0, t->n_in * t->n_in * sizeof(uint64_t));
-    }
     for (size_t q = 0; q < f->k; q++) {
         size_t i = f->idx[q];
         t->dot[i] = o->dot[q];

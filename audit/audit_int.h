@@ -274,6 +274,8 @@ void au_progress(ms_audit *a, uint64_t bytes);
  * when all are stored so; false: read them as floats instead. */
 bool au_read_bf16(ms_audit *a, const au_task *t, au_worker *w, int64_t row0, int64_t nr);
 uint64_t au_chunk_bytes(const au_task *t, int64_t nr);
+/* Zero the simulation's results of t (every draw) before a simulation. */
+void au_clear_sim(au_task *t);
 
 /* audit_fast.c (see there) */
 bool au_fast_ok(const ms_audit *a, const au_task *t);

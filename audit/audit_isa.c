@@ -7,41 +7,33 @@
 #include "audit_int.h"
 #include "mergescope/banned.h"
 
-typedef enum isa_level { ISA_BASE, ISA_V3, ISA_V4 } isa_level;
+typedef struct isa_kernels {
+    void (*stats)(const au_stats_in *, au_stats_out *);
+    void (*gta)(const au_gta_in *, au_gta_out *);
+} isa_kernels;
 
-static isa_level level(void)
+static const isa_kernels *kernels(void)
 {
+    static const isa_kernels base = {au_stats_chunk_base, au_gta_chunk_base};
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    static const isa_kernels v4 = {au_stats_chunk_v4, au_gta_chunk_v4};
+    static const isa_kernels v3 = {au_stats_chunk_v3, au_gta_chunk_v3};
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-        return ISA_V4;
+        return &v4;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
         __builtin_cpu_supports("bmi2"))
-        return ISA_V3;
+        return &v3;
 #endif
-    return ISA_BASE;
+    return &base;
 }
 
 void au_stats_chunk(const au_stats_in *in, au_stats_out *o)
 {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    switch (level()) {
-    case ISA_V4: au_stats_chunk_v4(in, o); return;
-    case ISA_V3: au_stats_chunk_v3(in, o); return;
-    default: break;
-    }
-#endif
-    au_stats_chunk_base(in, o);
+    kernels()->stats(in, o);
 }
 
 void au_gta_chunk(const au_gta_in *in, au_gta_out *o)
 {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    switch (level()) {
-    case ISA_V4: au_gta_chunk_v4(in, o); return;
-    case ISA_V3: au_gta_chunk_v3(in, o); return;
-    default: break;
-    }
-#endif
-    au_gta_chunk_base(in, o);
+    kernels()->gta(in, o);
 }

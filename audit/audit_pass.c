@@ -1026,11 +1026,10 @@ static void set_cuts(au_task *t, ms_cut *cuts)
     }
 }
 
-static ms_status pass_apply(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
+void au_clear_sim(au_task *t)
 {
-    int draws = t->draws;
-    memset(t->dot, 0, (size_t)draws * t->n_in * sizeof(double));
-    memset(t->mm, 0, (size_t)draws * sizeof(double));
+    memset(t->dot, 0, (size_t)t->draws * t->n_in * sizeof(double));
+    memset(t->mm, 0, (size_t)t->draws * sizeof(double));
     memset(t->disc_sq, 0, sizeof(t->disc_sq));
     memset(t->disc_trim, 0, sizeof(t->disc_trim));
     memset(t->disc_sign, 0, sizeof(t->disc_sign));
@@ -1038,6 +1037,12 @@ static ms_status pass_apply(ms_audit *a, au_task *t, au_worker *w, ms_error *err
         memset(t->kept_nn, 0, t->n_in * t->n_in * sizeof(uint64_t));
         memset(t->kept_opp, 0, t->n_in * t->n_in * sizeof(uint64_t));
     }
+}
+
+static ms_status pass_apply(ms_audit *a, au_task *t, au_worker *w, ms_error *err)
+{
+    int draws = t->draws;
+    au_clear_sim(t);
     ms_cut cuts[AU_MAXIN];
     set_cuts(t, cuts);
     apply_ctx x;

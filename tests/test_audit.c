@@ -200,6 +200,21 @@ static cJSON *load_json(const char *path)
 }
 
 /* Run `mergescope audit RECIPE --models-dir FAM --json OUT [extra]`. */
+/* `audit RECIPE --models-dir FAM --json OUT -q [EXTRA1 [EXTRA2]]`, which
+ * must succeed; its JSON. */
+static cJSON *audit_json(const char *recipe, const char *fam, const char *out,
+                         const char *extra1, const char *extra2)
+{
+    const char *argv[] = {"audit", recipe, "--models-dir", fam, "--json", out, "-q",
+                          extra1, extra2, NULL};
+    char *so = NULL, *se = NULL;
+    int rc = ms_test_run(argv, &so, &se);
+    cr_assert_eq(rc, 0, "audit %s: exit %d\n%s", recipe, rc, se);
+    free(so);
+    free(se);
+    return load_json(out);
+}
+
 static cJSON *run_audit(const char *dir, const char *method, const char *extra1,
                         const char *extra2)
 {
@@ -209,14 +224,7 @@ static cJSON *run_audit(const char *dir, const char *method, const char *extra1,
     /* tests run in parallel: each set of options writes its own file */
     snprintf(out, sizeof(out), "%s/audit-%s%s%s.json", dir, method, extra1 ? extra1 : "",
              extra2 ? extra2 : "");
-    const char *argv[] = {"audit", recipe, "--models-dir", fam, "--json", out, "-q",
-                          extra1, extra2, NULL};
-    char *so = NULL, *se = NULL;
-    int rc = ms_test_run(argv, &so, &se);
-    cr_assert_eq(rc, 0, "audit %s: exit %d\n%s", method, rc, se);
-    free(so);
-    free(se);
-    return load_json(out);
+    return audit_json(recipe, fam, out, extra1, extra2);
 }
 
 static const cJSON *donor(const cJSON *audit, const char *name)
@@ -618,21 +626,26 @@ Test(audit_real, foreign_donor_mismatches_are_reported, .timeout = 120)
 
 /* Each tensor is reduced on one worker and tensors are combined in plan
  * order: the result cannot depend on the thread count. */
+/* Two audits' JSON, timing left out, are the same text; frees both. */
+static void expect_same_result(cJSON *a, cJSON *b)
+{
+    cJSON_DeleteItemFromObject(a, "timing");
+    cJSON_DeleteItemFromObject(b, "timing");
+    char *s1 = cJSON_PrintUnformatted(a), *s2 = cJSON_PrintUnformatted(b);
+    cr_expect_str_eq(s1, s2);
+    free(s1);
+    free(s2);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+}
+
 Test(audit_ref, same_result_with_one_or_two_threads, .timeout = 300)
 {
     char *dir = ref_dir();
     if (!dir)
         cr_skip_test("../shared/bench is absent");
-    cJSON *a1 = run_audit(dir, "della", "--threads=1", NULL);
-    cJSON *a2 = run_audit(dir, "della", "--threads=2", NULL);
-    cJSON_DeleteItemFromObject(a1, "timing");
-    cJSON_DeleteItemFromObject(a2, "timing");
-    char *s1 = cJSON_PrintUnformatted(a1), *s2 = cJSON_PrintUnformatted(a2);
-    cr_assert_str_eq(s1, s2);
-    free(s1);
-    free(s2);
-    cJSON_Delete(a1);
-    cJSON_Delete(a2);
+    expect_same_result(run_audit(dir, "della", "--threads=1", NULL),
+                       run_audit(dir, "della", "--threads=2", NULL));
     free(dir);
 }
 
@@ -904,14 +917,7 @@ static cJSON *audit_bf16(const char *dir, const char *tag, const char *extra1,
     char recipe[1024], out[1024];
     snprintf(recipe, sizeof(recipe), "%s/recipes/ties.yml", dir);
     snprintf(out, sizeof(out), "%s/audit-%s.json", dir, tag);
-    const char *argv[] = {"audit", recipe, "--models-dir", dir, "--json", out, "-q",
-                          extra1, extra2, NULL};
-    char *so = NULL, *se = NULL;
-    int rc = ms_test_run(argv, &so, &se);
-    cr_assert_eq(rc, 0, "audit %s: exit %d\n%s", tag, rc, se);
-    free(so);
-    free(se);
-    return load_json(out);
+    return audit_json(recipe, dir, out, extra1, extra2);
 }
 
 /*
@@ -961,16 +967,8 @@ Test(audit_fast, sampled_bounds_give_the_exact_ties_cuts, .timeout = 300)
         cr_expect(f == e && f == b, "pair %d: ties_conflict %.12f / %.12f / %.12f", p, f, e, b);
     }
     /* one worker or two: the same bits */
-    cJSON *one = audit_bf16(dir, "fast-j1", "--threads=1", NULL);
-    cJSON *two = audit_bf16(dir, "fast-j2", "--threads=2", NULL);
-    cJSON_DeleteItemFromObject(one, "timing");
-    cJSON_DeleteItemFromObject(two, "timing");
-    char *s1 = cJSON_PrintUnformatted(one), *s2 = cJSON_PrintUnformatted(two);
-    cr_expect_str_eq(s1, s2);
-    free(s1);
-    free(s2);
-    cJSON_Delete(one);
-    cJSON_Delete(two);
+    expect_same_result(audit_bf16(dir, "fast-j1", "--threads=1", NULL),
+                       audit_bf16(dir, "fast-j2", "--threads=2", NULL));
     cJSON_Delete(truth);
     cJSON_Delete(fast);
     cJSON_Delete(exact);

@@ -14,71 +14,15 @@
 #include <string.h>
 
 #include "audit_int.h"
+#include "vec.h"
 #include "mergescope/banned.h"
 
-#if defined(__GNUC__)
-/* 64-byte vectors pass between static helpers of this file, which the
- * compiler inlines: no call crosses the ABI it warns about */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
-#define LANES 16
-#define SEG 4096
 #define FM AU_STATS_MAXIN
-
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-typedef uint32_t vu __attribute__((vector_size(64)));
-typedef uint8_t vb __attribute__((vector_size(16)));
 
 typedef struct run_acc {
     vf dot[FM], mm, lost[FM], sign[FM];
     vi eq[FM], small[FM], nn[FM * FM], opp[FM * FM];
 } run_acc;
-
-typedef uint16_t vh __attribute__((vector_size(32)));
-
-/* 16 values at index i of a float32 or (h set) bf16 array. */
-static inline __attribute__((always_inline)) vf load_at(const float *f, const uint16_t *h, size_t i)
-{
-    if (h) {
-        vh v;
-        memcpy(&v, h + i, sizeof(v));
-        return (vf)(__builtin_convertvector(v, vu) << 16);
-    }
-    vf v;
-    memcpy(&v, f + i, sizeof(v));
-    return v;
-}
-
-/* The first len (< 16) of them, zeros after. */
-static inline __attribute__((always_inline)) vf load_part(const float *f, const uint16_t *h, size_t i, size_t len)
-{
-    float t[LANES] = {0};
-    uint16_t th[LANES] = {0};
-    if (h) {
-        memcpy(th, h + i, len * sizeof(uint16_t));
-        return load_at(NULL, th, 0);
-    }
-    memcpy(t, f + i, len * sizeof(float));
-    return load_at(t, NULL, 0);
-}
-
-static inline double hsum(vf v)
-{
-    double s = 0.0;
-    for (int l = 0; l < LANES; l++)
-        s += (double)v[l];
-    return s;
-}
-
-static inline uint64_t isum(vi v)
-{
-    int64_t s = 0;
-    for (int l = 0; l < LANES; l++)
-        s += v[l];
-    return (uint64_t)s;
-}
 
 static inline vf vsel(vi m, vf a, vf b) /* m ? a : b, m all-ones or zero */
 {
@@ -120,8 +64,6 @@ static void flush_run(const au_gta_in *in, run_acc *r, size_t pad, au_gta_out *o
 
 /* One vector of 16 positions: b, the donors' inputs x[q], the explicit
  * keeps (kp, when in->explicit_keep). */
-#define INLINE static inline __attribute__((always_inline))
-
 INLINE void one_vector(const au_gta_in *in, vf b, const vf *x, const vf *kp, run_acc *r,
                        size_t k)
 {

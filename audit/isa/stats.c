@@ -17,22 +17,11 @@
 #endif
 
 #include "audit_int.h"
+#include "vec.h"
 #include "mergescope/banned.h"
 
-#if defined(__GNUC__)
-/* 64-byte vectors pass between static helpers of this file, which the
- * compiler inlines: no call crosses the ABI it warns about */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
-#define LANES 16
 #define BLK 256                 /* columns per block */
 #define NV (BLK / LANES)        /* vectors per block */
-#define SEG 4096                /* columns per float-lane run */
-
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-typedef uint32_t vu __attribute__((vector_size(64)));
 
 /* Per-run accumulators, summed into the caller's float64 / uint64 totals
  * at the end of every run of at most SEG columns. */
@@ -44,34 +33,6 @@ typedef struct run_acc {
     vi nn[FM * FM], opp[FM * FM];
     vi above[FM];
 } run_acc;
-
-typedef uint16_t vh __attribute__((vector_size(32)));
-
-/* 16 values at index i of a float32 or (h set) bf16 array. */
-static inline __attribute__((always_inline)) vf load_at(const float *f, const uint16_t *h, size_t i)
-{
-    if (h) {
-        vh v;
-        memcpy(&v, h + i, sizeof(v));
-        return (vf)(__builtin_convertvector(v, vu) << 16);
-    }
-    vf v;
-    memcpy(&v, f + i, sizeof(v));
-    return v;
-}
-
-/* The first len (< 16) of them, zeros after. */
-static inline __attribute__((always_inline)) vf load_part(const float *f, const uint16_t *h, size_t i, size_t len)
-{
-    float t[LANES] = {0};
-    uint16_t th[LANES] = {0};
-    if (h) {
-        memcpy(th, h + i, len * sizeof(uint16_t));
-        return load_at(NULL, th, 0);
-    }
-    memcpy(t, f + i, len * sizeof(float));
-    return load_at(t, NULL, 0);
-}
 
 static inline void clear_run(run_acc *r, size_t m)
 {
@@ -104,37 +65,12 @@ static inline size_t append_keys(vu key, vi m, uint32_t *dst, size_t n)
 #endif
 }
 
-static inline vf vload(const float *p)
-{
-    vf v;
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-static inline double hsum(vf v)
-{
-    double s = 0.0;
-    for (int l = 0; l < LANES; l++)
-        s += (double)v[l];
-    return s;
-}
-
-static inline uint64_t isum(vi v)
-{
-    int64_t s = 0;
-    for (int l = 0; l < LANES; l++)
-        s += v[l];
-    return (uint64_t)s;
-}
-
 /* Row 0 of v is the base, rows 1..k the deltas; n columns, the last
  * vector zero-padded. */
 _Static_assert(AU_P == LANES, "one sketch probe per lane");
 _Static_assert(AU_SKETCH_BUCKETS == BLK, "one sketch bucket per column of a block");
 
-static inline __attribute__((always_inline)) void load_block(const au_stats_in *in,
-                                                              size_t off, size_t n,
-                                                              vf v[][NV], bool bf16)
+INLINE void load_block(const au_stats_in *in, size_t off, size_t n, vf v[][NV], bool bf16)
 {
     const uint16_t *bh = bf16 ? in->bh : NULL;
     size_t full = n / LANES, k = in->k, rest = n % LANES;
@@ -244,8 +180,7 @@ static inline void flush_run(const au_stats_in *in, run_acc *r, size_t pad, au_s
     clear_run(r, m);
 }
 
-static inline __attribute__((always_inline)) void stats_run(const au_stats_in *in,
-                                                             au_stats_out *o, bool bf16)
+INLINE void stats_run(const au_stats_in *in, au_stats_out *o, bool bf16)
 {
     vf v[FM][NV];
     vf sketch[FM][NV];
