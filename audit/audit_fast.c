@@ -6,14 +6,15 @@
  * lowest flat index) used to take a level-1 histogram of every |delta| in
  * the statistics pass and a level-2 one in a selection pass. Here:
  *
- * 1. a pre-pass reads one row run in sixteen and histograms their |delta|:
+ * 1. a pre-pass reads one row pair in 32 and histograms their |delta|:
  *    each donor gets bounds [lo, hi] (float bits) holding its cut with a
  *    wide margin (au_fast_sample_pass);
  * 2. the statistics pass counts the |delta| above hi and keeps the nonzero
  *    ones inside the bounds (isa/stats.c); after it the exact cut is
- *    selected among those (au_fast_cuts). When it is not inside the bounds
- *    after all, or the bounds hold too many values, the exact selection
- *    passes run instead (audit_pass.c), with the same result;
+ *    found among those (au_fast_cuts): a guess from a sorted subsample,
+ *    confirmed by one count, else a radix select. When the cut is not
+ *    inside the bounds after all, or the bounds hold too many values, the
+ *    exact selection passes run instead (audit_pass.c), same result;
  * 3. the simulation pass applies the cut in vectors (isa/gta.c); equal
  *    values are kept while fewer than `need` of them have been seen, and
  *    the one run where that count is crossed is simulated again with keep
