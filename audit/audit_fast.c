@@ -356,12 +356,20 @@ static bool exact_cut(au_task *t, au_worker *w, size_t i)
 {
     uint64_t n = t->n_elems_on, k = n - t->sel[i][0].pos, above = t->above[i];
     uint64_t u = w->n_keys[i];
-    if (k < above || k - above > u)
-        return false;
-    uint64_t r = k - above;
     ms_cut *c = &t->cut[i];
     memset(c, 0, sizeof(*c));
     c->mode = 3;
+    if (k >= above && k - above > u && t->lo_key[i] == 0) {
+        /* bounds from zero (a donor equal to the base in much of the
+         * tensor): every nonzero value is kept, and the cut falls among
+         * the zeros, where keeping or not changes nothing but the count */
+        c->a_bits = 0;
+        c->need = k - above - u;
+        return true;
+    }
+    if (k < above || k - above > u)
+        return false;
+    uint64_t r = k - above;
     if (r == 0) { /* exactly the values above hi are kept */
         c->a_bits = t->hi_key[i];
         return true;
