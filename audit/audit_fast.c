@@ -62,6 +62,15 @@ FAST_HOT static void count_guess(const uint32_t *key, size_t n, uint32_t g, uint
     *eq = e;
 }
 
+/* The same from bf16 bits (widened exactly to float). */
+FAST_HOT static void abs_keys_bf16(const uint16_t *x, const uint16_t *b, size_t n, uint32_t *k)
+{
+    for (size_t j = 0; j < n; j++) {
+        union { uint32_t u; float f; } xv = {(uint32_t)x[j] << 16}, bv = {(uint32_t)b[j] << 16};
+        k[j] = ms_abs_bits(xv.f - bv.f);
+    }
+}
+
 /* k[j] = the float bits of |x[j] - b[j]|. */
 FAST_HOT static void abs_keys(const float *x, const float *b, size_t n, uint32_t *k)
 {
@@ -180,14 +189,18 @@ ms_status au_fast_sample_pass(ms_audit *a, au_task *t, au_worker *w, ms_error *e
             full = true;
             break;
         }
-        if ((st = au_read_inputs(a, t, w, row0, nr, err)))
+        bool bf16 = au_read_bf16(a, t, w, row0, nr);
+        if (!bf16 && (st = au_read_inputs(a, t, w, row0, nr, err)))
             break;
         const float *b = w->x + (size_t)t->base * w->cap;
         for (size_t i = 0; i < t->n_in; i++) {
             if (!has_cut(t, i))
                 continue;
-            const float *x = w->x + i * w->cap;
-            abs_keys(x, b, nn, w->keys[i] + w->n_keys[i]);
+            uint32_t *k = w->keys[i] + w->n_keys[i];
+            if (bf16)
+                abs_keys_bf16(w->hx + i * w->cap, w->hx + (size_t)t->base * w->cap, nn, k);
+            else
+                abs_keys(w->x + i * w->cap, b, nn, k);
             w->n_keys[i] += nn;
         }
     }

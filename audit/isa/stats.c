@@ -105,11 +105,19 @@ static inline void block_stats(const au_stats_in *in, vf v[][NV], size_t nv, run
     for (size_t q = 1; q < m; q++) {
         vf l1 = r->l1[q];
         vi z = r->zeros[q], sm = r->small[q];
-        for (size_t j = 0; j < nv; j++) {
-            vf a = (vf)((vi)v[q][j] & absmask);
-            l1 += a;
-            z -= (vi)(a == 0.0f);
-            sm -= (vi)(a < thr);
+        if (in->count_small) {
+            for (size_t j = 0; j < nv; j++) {
+                vf a = (vf)((vi)v[q][j] & absmask);
+                l1 += a;
+                z -= (vi)(a == 0.0f);
+                sm -= (vi)(a < thr);
+            }
+        } else { /* counted in a later pass */
+            for (size_t j = 0; j < nv; j++) {
+                vf a = (vf)((vi)v[q][j] & absmask);
+                l1 += a;
+                z -= (vi)(a == 0.0f);
+            }
         }
         r->l1[q] = l1;
         r->zeros[q] = z;
