@@ -889,8 +889,10 @@ Test(audit, suggest_unreachable_target_stays_sane)
 /*
  * A bf16 family large enough that the trim bounds come from a sample
  * (tensors over 64 Ki values), whose deltas repeat a few values so that
- * the cuts fall inside runs of thousands of equal values, and with half of
- * donor 2's tensors equal to the base (their cut falls among zeros).
+ * the cuts fall inside runs of thousands of equal values, with half of
+ * donor 2's tensors equal to the base (their cut falls among zeros) and
+ * donor 3 abliterated (rank-1 edits of matrices wider than the sketch's
+ * 256 buckets).
  * Generated once per build directory by gen_family.py.
  */
 static char *bf16_dir(void)
@@ -905,7 +907,7 @@ static char *bf16_dir(void)
         char cmd[4096];
         snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/gen_family.py '%s' --preset small "
                  "--dtype bf16 --donors 3 --merges ties --identical-tensors 2 "
-                 "--identical-frac 0.5 --quiet", bench, dir);
+                 "--identical-frac 0.5 --abliterated 3 --quiet", bench, dir);
         cr_assert_eq(system(cmd), 0, "%s failed", cmd);
     }
     free(mark);
@@ -975,5 +977,54 @@ Test(audit_fast, sampled_bounds_give_the_exact_ties_cuts, .timeout = 300)
     cJSON_Delete(fast);
     cJSON_Delete(exact);
     cJSON_Delete(fall);
+    free(dir);
+}
+
+/*
+ * The sketched stable rank of every sketched matrix against the exact one
+ * (float64 SVD, tests/stable_rank_ref.py). Sixteen probes see a near
+ * rank-1 edit (exact stable rank <= 2: the abliteration, plus bf16
+ * rounding) within 20%, never more spread than there is (at most 10% above
+ * the exact value), and keep a task vector of stable rank over 4 above
+ * 1.5, where the low_rank fingerprint starts.
+ */
+Test(audit_fast, sketched_stable_rank_against_the_svd, .timeout = 300)
+{
+    char *dir = bf16_dir();
+    if (!dir)
+        cr_skip_test("../shared/bench is absent");
+    char *bench = bench_dir(), ref[1200], cmd[4096];
+    snprintf(ref, sizeof(ref), "%s/stable-rank.json", dir);
+    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/tests/stable_rank_ref.py '%s' '%s' '%s'",
+             MS_SOURCE_DIR, dir, ref, bench);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    cJSON *exact = load_json(ref);
+    cJSON *au = audit_bf16(dir, "sketch", NULL, NULL);
+    int low = 0, high = 0;
+    const cJSON *t, *sr;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(au, "tensors")) {
+        const char *name = cJSON_GetObjectItem(t, "name")->valuestring;
+        cJSON_ArrayForEach(sr, cJSON_GetObjectItem(t, "stable_rank")) {
+            const cJSON *e = cJSON_GetObjectItem(cJSON_GetObjectItem(exact, name), sr->string);
+            cr_assert(cJSON_IsNumber(e), "%s / %s: no exact stable rank", name, sr->string);
+            double got = sr->valuedouble, want = e->valuedouble;
+            cr_expect(got <= 1.1 * want, "%s / %s: sketched %.3f above exact %.3f", name,
+                      sr->string, got, want);
+            if (want <= 2.0) {
+                low++;
+                cr_expect(fabs(got - want) <= 0.2 * want, "%s / %s: sketched %.3f, exact %.3f",
+                          name, sr->string, got, want);
+            } else if (want > 4.0) {
+                high++;
+                cr_expect(got > 1.5, "%s / %s: sketched %.3f looks rank-1, exact %.3f", name,
+                          sr->string, got, want);
+            }
+        }
+    }
+    cr_expect(low > 0 && high > 0, "rank-1 edits %d, full fine-tunes %d: both must occur", low,
+              high);
+    cJSON_Delete(au);
+    cJSON_Delete(exact);
+    free(bench);
     free(dir);
 }
