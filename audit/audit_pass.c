@@ -326,9 +326,10 @@ AU_HOT static void pair_counts(au_task *t, const au_worker *w, const float *s, s
 
 /* Zeros, small deltas, L1 (float partial sums over short runs, summed in
  * float64), magnitude histogram, and the Q8_0 lattice test (q8_rows). */
-static void q8_rows(au_task *t, size_t i, const float *x, int64_t row0, int64_t nr);
+static void q8_rows(au_task *t, size_t i, float *x, const uint16_t *h, int64_t row0,
+                    int64_t nr);
 
-AU_HOT static void donor_counts(au_task *t, size_t i, const float *d, const float *x,
+AU_HOT static void donor_counts(au_task *t, size_t i, const float *d, float *x,
                          int64_t row0, int64_t nr, uint64_t *hist)
 {
     size_t nn = (size_t)(nr * t->cols);
@@ -359,7 +360,7 @@ AU_HOT static void donor_counts(au_task *t, size_t i, const float *d, const floa
     t->l1[i] += l1;
     if (hist)
         ms_hist_hi_add(hist, d, nn);
-    q8_rows(t, i, x, row0, nr);
+    q8_rows(t, i, x, NULL, row0, nr);
 }
 
 /* The Q8_0 lattice test runs on every stride-th row, the stride (a power
@@ -376,39 +377,32 @@ static int64_t q8_stride(const au_task *t)
     return s;
 }
 
-static void q8_rows(au_task *t, size_t i, const float *x, int64_t row0, int64_t nr)
+/* x: the chunk's values of input i, or, with h (its bf16 bits), room for
+ * them: only the rows tested are decoded into it. */
+static void q8_rows(au_task *t, size_t i, float *x, const uint16_t *h, int64_t row0,
+                    int64_t nr)
 {
     if (t->cols % 32 != 0 || t->in[i].donor == AU_NONE)
         return;
     ms_dtype dt = t->in[i].t->dtype;
     size_t cols = (size_t)t->cols;
     int64_t stride = q8_stride(t);
-    for (int64_t r = (stride - row0 % stride) % stride; r < nr; r += stride)
+    for (int64_t r = (stride - row0 % stride) % stride; r < nr; r += stride) {
+        if (h) /* plain bf16: cannot fail */
+            (void)ms_dtype_to_f32(MS_DTYPE_BF16, h + (size_t)r * cols, cols,
+                                  x + (size_t)r * cols);
         for (size_t off = 0; off + 32 <= cols; off += 32) {
             bool tested;
             bool fit = ms_q8_block_fits(x + (size_t)r * cols + off, 32, dt, &tested);
             t->q8_tested[i] += tested;
             t->q8_fit[i] += fit;
         }
-}
-
-/* In a chunk read as bf16 bits: decode, into the input's float buffer,
- * the rows q8_rows looks at. */
-static void q8_decode_rows(const au_task *t, au_worker *w, size_t i, int64_t row0,
-                           int64_t nr)
-{
-    if (t->cols % 32 != 0 || t->in[i].donor == AU_NONE)
-        return;
-    size_t cols = (size_t)t->cols;
-    int64_t stride = q8_stride(t);
-    for (int64_t r = (stride - row0 % stride) % stride; r < nr; r += stride)
-        (void)ms_dtype_to_f32(MS_DTYPE_BF16, w->hx + i * w->cap + (size_t)r * cols, cols,
-                              w->x + i * w->cap + (size_t)r * cols); /* plain: no error */
+    }
 }
 
 /* The fused path's per-donor leftovers: the magnitude histogram of the
  * deltas (formed again in short runs) and the Q8_0 lattice test. */
-static void donor_extra(au_task *t, size_t i, const float *b, const float *x,
+static void donor_extra(au_task *t, size_t i, const float *b, float *x, const uint16_t *h,
                         int64_t row0, int64_t nr, uint64_t *hist)
 {
     size_t nn = (size_t)(nr * t->cols);
@@ -419,7 +413,7 @@ static void donor_extra(au_task *t, size_t i, const float *b, const float *x,
             d[j] = x[off + j] - b[off + j];
         ms_hist_hi_add(hist, d, n);
     }
-    q8_rows(t, i, x, row0, nr);
+    q8_rows(t, i, x, h, row0, nr);
 }
 
 static bool needs_hist(const au_task *t, size_t i)
@@ -648,10 +642,9 @@ static ms_status fused_chunk(ms_audit *a, au_task *t, au_worker *w, uint64_t c,
         size_t i = idx[q];
         w->n_keys[i] += in.bounds ? o->n_keys[q] : 0;
         t->above[i] += in.bounds ? o->above[q] : 0;
-        if (bf16)
-            q8_decode_rows(t, w, i, row0, nr);
         bool h = needs_hist(t, i) && !t->fast;
-        donor_extra(t, i, in.b, in.x[q], row0, nr, h ? w->hist + i * MS_HIST_BINS : NULL);
+        donor_extra(t, i, in.b, w->x + i * w->cap, bf16 ? w->hx + i * w->cap : NULL, row0, nr,
+                    h ? w->hist + i * MS_HIST_BINS : NULL);
     }
     return MS_OK;
 }
