@@ -178,44 +178,22 @@ static void limit_resources(void)
 #endif
 }
 
-typedef struct img {
-    uint8_t *p;
-    size_t n, cap;
-} img;
-
-static void put(img *b, const void *src, size_t n)
-{
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2;
-        b->p = realloc(b->p, b->cap);
-        cr_assert_not_null(b->p);
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-
-static void put_le(img *b, uint64_t v, int n)
-{
-    uint8_t t[8];
-    for (int i = 0; i < n; i++)
-        t[i] = (uint8_t)(v >> (8 * i));
-    put(b, t, (size_t)n);
-}
+typedef ms_test_img img;
 
 /* A GGUF with one array key of count elements of elem_type, each elem_size
  * zero bytes. */
 static img gguf_array(uint32_t elem_type, uint64_t count, size_t elem_size)
 {
     img b = {0};
-    put(&b, "GGUF", 4);
-    put_le(&b, 3, 4);
-    put_le(&b, 0, 8);
-    put_le(&b, 1, 8);
-    put_le(&b, 3, 8);
-    put(&b, "arr", 3);
-    put_le(&b, MS_GGUF_ARRAY, 4);
-    put_le(&b, elem_type, 4);
-    put_le(&b, count, 8);
+    ms_test_put(&b, "GGUF", 4);
+    ms_test_put_le(&b, 3, 4);
+    ms_test_put_le(&b, 0, 8);
+    ms_test_put_le(&b, 1, 8);
+    ms_test_put_le(&b, 3, 8);
+    ms_test_put(&b, "arr", 3);
+    ms_test_put_le(&b, MS_GGUF_ARRAY, 4);
+    ms_test_put_le(&b, elem_type, 4);
+    ms_test_put_le(&b, count, 8);
     size_t body = (size_t)count * elem_size;
     b.p = realloc(b.p, b.n + body);
     memset(b.p + b.n, 0, body);

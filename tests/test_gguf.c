@@ -17,44 +17,22 @@
 
 /* ==== a byte builder for GGUF images ==== */
 
-typedef struct gb {
-    uint8_t *p;
-    size_t n, cap;
-} gb;
+typedef ms_test_img gb;
 
-static void gb_bytes(gb *b, const void *src, size_t n)
-{
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        cr_assert_not_null(b->p);
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-
-static void gb_le(gb *b, uint64_t v, int n)
-{
-    uint8_t t[8];
-    for (int i = 0; i < n; i++)
-        t[i] = (uint8_t)(v >> (8 * i));
-    gb_bytes(b, t, (size_t)n);
-}
-
-static void gb_u32(gb *b, uint32_t v) { gb_le(b, v, 4); }
-static void gb_u64(gb *b, uint64_t v) { gb_le(b, v, 8); }
+static void gb_u32(gb *b, uint32_t v) { ms_test_put_le(b, v, 4); }
+static void gb_u64(gb *b, uint64_t v) { ms_test_put_le(b, v, 8); }
 
 static void gb_strn(gb *b, const char *s, size_t n)
 {
     gb_u64(b, n);
-    gb_bytes(b, s, n);
+    ms_test_put(b, s, n);
 }
 
 static void gb_str(gb *b, const char *s) { gb_strn(b, s, strlen(s)); }
 
 static void gb_head(gb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv)
 {
-    gb_bytes(b, "GGUF", 4);
+    ms_test_put(b, "GGUF", 4);
     gb_u32(b, version);
     gb_u64(b, n_tensors);
     gb_u64(b, n_kv);
@@ -81,10 +59,10 @@ static void gb_tensor(gb *b, const char *name, uint32_t nd, const uint64_t *ne, 
 static void gb_data(gb *b, size_t align, size_t n)
 {
     while (b->n % align)
-        gb_bytes(b, "", 1);
+        ms_test_put(b, "", 1);
     for (size_t i = 0; i < n; i++) {
         uint8_t v = (uint8_t)(i * 7);
-        gb_bytes(b, &v, 1);
+        ms_test_put(b, &v, 1);
     }
 }
 
@@ -140,13 +118,13 @@ static void build_good(gb *b)
     gb_key(b, "general.alignment", MS_GGUF_UINT32);
     gb_u32(b, 64);
     gb_key(b, "v.u8", MS_GGUF_UINT8);
-    gb_le(b, 200, 1);
+    ms_test_put_le(b, 200, 1);
     gb_key(b, "v.i8", MS_GGUF_INT8);
-    gb_le(b, (uint8_t)-5, 1);
+    ms_test_put_le(b, (uint8_t)-5, 1);
     gb_key(b, "v.u16", MS_GGUF_UINT16);
-    gb_le(b, 60000, 2);
+    ms_test_put_le(b, 60000, 2);
     gb_key(b, "v.i16", MS_GGUF_INT16);
-    gb_le(b, (uint16_t)-300, 2);
+    ms_test_put_le(b, (uint16_t)-300, 2);
     gb_key(b, "v.u32", MS_GGUF_UINT32);
     gb_u32(b, 4000000000u);
     gb_key(b, "v.i32", MS_GGUF_INT32);
@@ -157,7 +135,7 @@ static void build_good(gb *b)
     gb_key(b, "v.f32", MS_GGUF_FLOAT32);
     gb_u32(b, fb);
     gb_key(b, "v.bool", MS_GGUF_BOOL);
-    gb_le(b, 1, 1);
+    ms_test_put_le(b, 1, 1);
     gb_key(b, "v.u64", MS_GGUF_UINT64);
     gb_u64(b, (1ull << 63) + 5);
     gb_key(b, "v.i64", MS_GGUF_INT64);
@@ -288,7 +266,7 @@ Test(gguf, version_two_is_read)
 Test(gguf, bad_magic_and_versions)
 {
     gb b = {0};
-    gb_bytes(&b, "GGUX", 4);
+    ms_test_put(&b, "GGUX", 4);
     gb_u32(&b, 3);
     gb_u64(&b, 0);
     gb_u64(&b, 0);
@@ -313,7 +291,7 @@ Test(gguf, absurd_counts_fail_fast)
         gb b = {0};
         gb_head(&b, 3, 0, counts[k]);
         gb_key(&b, "a", MS_GGUF_UINT8);
-        gb_le(&b, 1, 1);
+        ms_test_put_le(&b, 1, 1);
         expect_err(&b, MS_ERR_FORMAT, 16, 16, "key count");
         free(b.p);
         b = (gb){0};
@@ -332,14 +310,14 @@ Test(gguf, absurd_string_lengths)
         gb b = {0};
         gb_head(&b, 3, 0, 1);
         gb_u64(&b, lens[k]); /* key length */
-        gb_bytes(&b, "abcdefghijklmnop", 16);
+        ms_test_put(&b, "abcdefghijklmnop", 16);
         expect_err(&b, MS_ERR_FORMAT, 24, 24, "key");
         free(b.p);
         b = (gb){0};
         gb_head(&b, 3, 0, 1);
         gb_key(&b, "k", MS_GGUF_STRING);
         gb_u64(&b, lens[k]);
-        gb_bytes(&b, "abcd", 4);
+        ms_test_put(&b, "abcd", 4);
         expect_err(&b, MS_ERR_FORMAT, 24 + 9 + 4, 24 + 9 + 4, "string");
         free(b.p);
     }
@@ -357,7 +335,7 @@ Test(gguf, absurd_array_counts_fail_before_allocating)
             gb_key(&b, "arr", MS_GGUF_ARRAY);
             gb_u32(&b, types[t]);
             gb_u64(&b, counts[k]);
-            gb_bytes(&b, "\0\0\0\0\0\0\0\0\0\0\0\0", 12);
+            ms_test_put(&b, "\0\0\0\0\0\0\0\0\0\0\0\0", 12);
             expect_err(&b, MS_ERR_FORMAT, 24 + 11 + 4, 24 + 11 + 4, "cannot fit");
             free(b.p);
         }
@@ -375,7 +353,7 @@ static void build_nested(gb *b, int levels)
     }
     gb_u32(b, MS_GGUF_UINT8);
     gb_u64(b, 1);
-    gb_le(b, 7, 1);
+    ms_test_put_le(b, 7, 1);
 }
 
 Test(gguf, nested_array_bombs)
@@ -435,7 +413,7 @@ Test(gguf, unknown_value_types_and_bad_bools)
     b = (gb){0};
     gb_head(&b, 3, 0, 1);
     gb_key(&b, "k", MS_GGUF_BOOL);
-    gb_le(&b, 2, 1);
+    ms_test_put_le(&b, 2, 1);
     expect_err(&b, MS_ERR_FORMAT, 24 + 9 + 4, 24 + 9 + 4, "bool");
     free(b.p);
 }
@@ -445,7 +423,7 @@ Test(gguf, duplicate_and_odd_keys)
     gb b = {0};
     gb_head(&b, 3, 0, 2);
     gb_key(&b, "k", MS_GGUF_UINT8);
-    gb_le(&b, 1, 1);
+    ms_test_put_le(&b, 1, 1);
     gb_key(&b, "k", MS_GGUF_UINT32);
     gb_u32(&b, 1);
     expect_err(&b, MS_ERR_FORMAT, 24, 24 + 14, "twice");
@@ -454,7 +432,7 @@ Test(gguf, duplicate_and_odd_keys)
     gb_head(&b, 3, 0, 1);
     gb_strn(&b, "a\0b", 3);
     gb_u32(&b, MS_GGUF_UINT8);
-    gb_le(&b, 1, 1);
+    ms_test_put_le(&b, 1, 1);
     expect_err(&b, MS_ERR_FORMAT, 24, 24, "NUL");
     free(b.p);
 }

@@ -13,40 +13,21 @@
 #include "mergescope/util.h"
 #include "testutil.h"
 
-typedef struct img {
-    uint8_t *p;
-    size_t n;
-} img;
-
-static void put(img *b, const void *src, size_t n)
-{
-    b->p = realloc(b->p, b->n + n);
-    cr_assert_not_null(b->p);
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-
-static void put_le(img *b, uint64_t v, int n)
-{
-    uint8_t t[8];
-    for (int i = 0; i < n; i++)
-        t[i] = (uint8_t)(v >> (8 * i));
-    put(b, t, (size_t)n);
-}
+typedef ms_test_img img;
 
 static void put_str(img *b, const char *s)
 {
-    put_le(b, strlen(s), 8);
-    put(b, s, strlen(s));
+    ms_test_put_le(b, strlen(s), 8);
+    ms_test_put(b, s, strlen(s));
 }
 
 static img safetensors(const char *header, size_t data_len)
 {
     img b = {0};
-    put_le(&b, strlen(header), 8);
-    put(&b, header, strlen(header));
+    ms_test_put_le(&b, strlen(header), 8);
+    ms_test_put(&b, header, strlen(header));
     uint8_t *zero = calloc(1, data_len + 1);
-    put(&b, zero, data_len);
+    ms_test_put(&b, zero, data_len);
     free(zero);
     return b;
 }
@@ -56,10 +37,10 @@ static img safetensors(const char *header, size_t data_len)
 static img gguf_head(uint64_t n_tensors, uint64_t n_kv)
 {
     img b = {0};
-    put(&b, "GGUF", 4);
-    put_le(&b, 3, 4);
-    put_le(&b, n_tensors, 8);
-    put_le(&b, n_kv, 8);
+    ms_test_put(&b, "GGUF", 4);
+    ms_test_put_le(&b, 3, 4);
+    ms_test_put_le(&b, n_tensors, 8);
+    ms_test_put_le(&b, n_kv, 8);
     return b;
 }
 
@@ -142,9 +123,9 @@ Test(malformed_cli, gguf_damage)
     /* an absurd array count */
     img b = gguf_head(0, 1);
     put_str(&b, "k");
-    put_le(&b, 9, 4);
-    put_le(&b, 0, 4);
-    put_le(&b, 1ull << 60, 8);
+    ms_test_put_le(&b, 9, 4);
+    ms_test_put_le(&b, 0, 4);
+    ms_test_put_le(&b, 1ull << 60, 8);
     char *p = write_tmp(dir, "count.gguf", &b);
     expect_rejected(p, 24 + 9 + 4, "cannot fit");
     free(p);
@@ -161,13 +142,13 @@ Test(malformed_cli, gguf_damage)
         b = gguf_head(1, 0);
         size_t info = b.n;
         put_str(&b, "blk.0.attn_q.weight");
-        put_le(&b, 1, 4);
-        put_le(&b, 64, 8);
-        put_le(&b, k ? 0 : 77, 4);
-        put_le(&b, 0, 8);
+        ms_test_put_le(&b, 1, 4);
+        ms_test_put_le(&b, 64, 8);
+        ms_test_put_le(&b, k ? 0 : 77, 4);
+        ms_test_put_le(&b, 0, 8);
         while (b.n % 32)
-            put(&b, "", 1);
-        put(&b, "0123456789", 10);
+            ms_test_put(&b, "", 1);
+        ms_test_put(&b, "0123456789", 10);
         p = write_tmp(dir, k ? "short.gguf" : "type.gguf", &b);
         expect_rejected(p, k ? (int64_t)(info + 8 + 19 + 4 + 8 + 4)
                              : (int64_t)(info + 8 + 19 + 4 + 8),
@@ -191,7 +172,7 @@ Test(malformed_cli, shard_index_escaping_the_model_directory)
         char text[256];
         int n = snprintf(text, sizeof(text), "{\"weight_map\":{\"model.norm.weight\":\"%s\"}}",
                          bad[i]);
-        img b = {(uint8_t *)text, (size_t)n};
+        img b = {(uint8_t *)text, (size_t)n, (size_t)n}; /* not grown: not freed */
         char *p = write_tmp(mdir, "model.safetensors.index.json", &b);
         /* the offset of the name as written; escaped, that of its key */
         const char *value = strchr(bad[i], '\\') ? strstr(text, "model.norm")

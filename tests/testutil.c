@@ -95,3 +95,23 @@ int ms_test_run(const char *const *argv, char **out, char **errout)
         free(e);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+void ms_test_put(ms_test_img *b, const void *src, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p)
+            abort();
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+
+void ms_test_put_le(ms_test_img *b, uint64_t v, int nbytes)
+{
+    uint8_t t[8];
+    for (int i = 0; i < nbytes && i < 8; i++)
+        t[i] = (uint8_t)(v >> (8 * i));
+    ms_test_put(b, t, (size_t)(nbytes < 8 ? nbytes : 8));
+}
